@@ -1,0 +1,125 @@
+/**
+ * The process runner: `runMain` turns signals into the quit event, runs the
+ * shutdown sequence of `Shutdown.run`, writes the report and exits with a code
+ * that says how it went.
+ *
+ * Exit codes:
+ *
+ * | code | when |
+ * | --- | --- |
+ * | 0 | the program completed, or a signal shut it down cleanly |
+ * | 1 | the program failed; a resource failed or timed out while closing; the shutdown timeout passed; bad configuration; an uncaught exception |
+ * | 128 + n | a second signal forced the exit (130 for SIGINT, 143 for SIGTERM) |
+ *
+ * Unlike Effect's `NodeRuntime.runMain` — which exits 130 after SIGTERM,
+ * ignores further signals and has no deadline — a clean SIGTERM shutdown exits
+ * 0 (what Kubernetes and systemd expect), a second signal forces the exit, and
+ * the shutdown timeout bounds the whole.
+ *
+ * @since 0.1.0
+ */
+import type { Layer } from "effect"
+import { Cause, Effect, Exit, Layer as L, Logger, Runtime } from "effect"
+import type { QuitImpl } from "./internal/quit.ts"
+import * as Options from "./Options.ts"
+import * as Quit from "./Quit.ts"
+import * as Report from "./Report.ts"
+import * as Shutdown from "./Shutdown.ts"
+
+/**
+ * A program for {@link runMain}: a layer to launch (the usual case: servers,
+ * workers and closers composed with `Layer.mergeAll`/`Layer.provide`) or an
+ * effect to run. Its only requirement may be `Quit`.
+ *
+ * @since 0.1.0
+ */
+export type Program<E> = Layer.Layer<unknown, E, Quit.Quit> | Effect.Effect<unknown, E, Quit.Quit>
+
+const loggerLayer = (format: "text" | "json") =>
+  format === "json" ? Logger.layer([Logger.consoleJson]) : L.empty
+
+const toEffect = <E>(program: Program<E>): Effect.Effect<unknown, E, Quit.Quit> =>
+  L.isLayer(program) ? Shutdown.launch(program) : Effect.andThen(Quit.markRunning, program)
+
+/**
+ * Runs a program as the process's main, on Effect's `Runtime.makeRunMain`.
+ *
+ * 1. Resolves the options (environment over `options` over defaults). Bad
+ *    configuration is logged, naming the variable and its value, and the
+ *    process exits 1 before the program starts.
+ * 2. Builds the layers (phase `starting`), then phase `running`.
+ * 3. The first of the configured signals fires the quit event; the
+ *    shutdown sequence of `Shutdown.run` follows. A signal while still
+ *    starting releases what was acquired and exits 0.
+ * 4. A second signal logs what is still open and exits 128 + its number.
+ * 5. An uncaught exception or unhandled rejection outside Effect is logged,
+ *    fires the quit event so that everything drains, and makes the exit code 1.
+ * 6. The shutdown report is written through the `Logger` (`LOG_FORMAT=json` for
+ *    JSON lines), then the process exits.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { Main, Quit } from "effect-graceful"
+ * const Db = Layer.effectDiscard(Quit.addCloser("db", Effect.log("db closed")))
+ * Main.runMain(Db, { drainDelay: "5 seconds" })
+ * ```
+ * @since 0.1.0
+ */
+export const runMain = <E>(program: Program<E>, options: Options.Input = {}): void => {
+  const loaded = Effect.runSyncExit(Options.load(options))
+  if (Exit.isFailure(loaded)) {
+    const format = process.env["LOG_FORMAT"] === "json" ? "json" : "text"
+    const error = Cause.squash(loaded.cause)
+    Effect.runSync(
+      Effect.logError(`invalid configuration: ${error instanceof Error ? error.message : String(error)}`).pipe(
+        Effect.provide(loggerLayer(format))
+      )
+    )
+    return process.exit(1)
+  }
+  const resolved = loaded.value
+  const quit = Effect.runSync(Quit.make(resolved, { phase: "starting" }))
+  const logger = loggerLayer(resolved.logFormat)
+  const logSync = (effect: Effect.Effect<void>) => Effect.runFork(Effect.provide(effect, logger))
+  const uninstall = install(quit, logSync)
+  let exitCode = 1
+  const main = Shutdown.run(toEffect(program)).pipe(
+    Effect.tap((report) => Report.log(report, resolved.logFormat)),
+    Effect.tap((report) => Effect.sync(() => exitCode = report.exitCode)),
+    Effect.provideService(Quit.Quit, quit),
+    Effect.provide(logger)
+  )
+  Runtime.makeRunMain(({ fiber }) => {
+    fiber.addObserver(() => {
+      uninstall()
+      process.exit(exitCode)
+    })
+  })(main, { disableErrorReporting: true })
+}
+
+/**
+ * Installs the process listeners; returns the function that removes them.
+ */
+const install = (quit: QuitImpl, log: (effect: Effect.Effect<void>) => void): () => void => {
+  let signalled = false
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) return quit.force(signal)
+    signalled = true
+    quit.fire(Quit.signal(signal))
+  }
+  const onFailure = (kind: string) => (error: unknown) => {
+    log(Effect.logError(`${kind} outside Effect; shutting down`, Cause.die(error)))
+    quit.fail(Quit.failure(kind, error))
+  }
+  const onException = onFailure("uncaught exception")
+  const onRejection = onFailure("unhandled rejection")
+  for (const signal of quit.options.signals) process.on(signal, onSignal)
+  process.on("uncaughtException", onException)
+  process.on("unhandledRejection", onRejection)
+  return () => {
+    for (const signal of quit.options.signals) process.removeListener(signal, onSignal)
+    process.removeListener("uncaughtException", onException)
+    process.removeListener("unhandledRejection", onRejection)
+  }
+}

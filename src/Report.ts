@@ -1,0 +1,130 @@
+/**
+ * The shutdown report: what every registered resource did between the quit
+ * event and process exit. It is written through Effect's `Logger` when the
+ * runner ends: a readable table by default, one JSON line per row (plus a
+ * summary line) when the log format is `json`.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+
+/**
+ * How a resource ended.
+ *
+ * - `done`: closed, nothing was lost.
+ * - `cut`: the drain timeout passed; the units still in flight were cut.
+ * - `timed out`: its own timeout passed; it was abandoned.
+ * - `failed`: its close failed (the cause is in `detail` and in the log).
+ * - `abandoned`: still open when the process exited (shutdown timeout or a
+ *   second signal).
+ *
+ * @since 0.1.0
+ */
+export type Outcome = "done" | "cut" | "timed out" | "failed" | "abandoned"
+
+/**
+ * One registered resource in the report.
+ *
+ * @since 0.1.0
+ */
+export interface Row {
+  readonly name: string
+  readonly kind: string
+  readonly outcome: Outcome
+  /** Time its close took, in milliseconds; absent if it never began closing. */
+  readonly millis: number | undefined
+  /** Units in flight when draining began (the quit event, or its own close). */
+  readonly inFlightAtDrain: number | undefined
+  /** Units in flight when it ended (or at exit, if it never ended). */
+  readonly inFlightAtEnd: number | undefined
+  /** A short reason: the failure, the timeout, how many units were cut. */
+  readonly detail: string | undefined
+}
+
+/**
+ * How the run ended.
+ *
+ * - `completed`: the program ended by itself (or failed) before any quit event.
+ * - `graceful`: the quit event fired and everything closed in time.
+ * - `deadline`: the shutdown timeout passed first.
+ * - `forced`: a second signal arrived during shutdown.
+ *
+ * @since 0.1.0
+ */
+export type Ending = "completed" | "graceful" | "deadline" | "forced"
+
+/**
+ * The whole report.
+ *
+ * @since 0.1.0
+ */
+export interface Report {
+  /** What fired the quit event, in words (`SIGTERM`, `requested: …`). */
+  readonly reason: string | undefined
+  readonly ending: Ending
+  readonly exitCode: number
+  /** From the quit event (or the program's end) to the report, in milliseconds. */
+  readonly totalMillis: number
+  readonly rows: ReadonlyArray<Row>
+}
+
+const dash = (value: number | string | undefined): string => value === undefined ? "-" : String(value)
+
+/**
+ * The report as a text table, as the text log format prints it.
+ *
+ * @example
+ * ```text
+ * shutdown report: SIGTERM, graceful, exit 0, 312 ms
+ *   name      kind    outcome  ms   in flight (drain → end)  detail
+ *   http      http    done     301  1 → 0
+ *   database  closer  done     2    -
+ * ```
+ * @since 0.1.0
+ */
+export const format = (report: Report): string => {
+  const header = ["name", "kind", "outcome", "ms", "in flight (drain → end)", "detail"]
+  const body = report.rows.map((row) => [
+    row.name,
+    row.kind,
+    row.outcome,
+    dash(row.millis),
+    row.inFlightAtDrain === undefined ? "-" : `${row.inFlightAtDrain} → ${dash(row.inFlightAtEnd)}`,
+    row.detail ?? ""
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) => "  " + cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()
+  const title = `shutdown report: ${report.reason ?? "no quit event"}, ${report.ending}, exit ${report.exitCode}, ` +
+    `${report.totalMillis} ms`
+  return report.rows.length === 0 ? title : [title, line(header), ...body.map(line)].join("\n")
+}
+
+/**
+ * Writes the report through the current `Logger`: one message with the table
+ * for `text`, one annotated line per row and a summary line for `json`. The
+ * level is `Info` for exit code 0 and `Warn` otherwise.
+ *
+ * @since 0.1.0
+ */
+export const log = (report: Report, logFormat: "text" | "json"): Effect.Effect<void> => {
+  const write = report.exitCode === 0 ? Effect.logInfo : Effect.logWarning
+  if (logFormat === "text") return write(format(report))
+  const summary = {
+    reason: report.reason ?? null,
+    ending: report.ending,
+    exitCode: report.exitCode,
+    totalMillis: report.totalMillis
+  }
+  return Effect.forEach(report.rows, (row) =>
+    write("shutdown report row").pipe(Effect.annotateLogs({
+      name: row.name,
+      kind: row.kind,
+      outcome: row.outcome,
+      millis: row.millis ?? null,
+      inFlightAtDrain: row.inFlightAtDrain ?? null,
+      inFlightAtEnd: row.inFlightAtEnd ?? null,
+      detail: row.detail ?? null
+    })), { discard: true }).pipe(
+      Effect.andThen(write("shutdown report").pipe(Effect.annotateLogs(summary)))
+    )
+}

@@ -1,0 +1,209 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber, Layer, Queue, Scope, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { Quit } from "../src/index.ts"
+import { captureLogs } from "./support/logs.ts"
+
+const withQuit = <A, E, R>(effect: Effect.Effect<A, E, R>, options: Parameters<typeof Quit.layer>[0] = {}) =>
+  Effect.provide(effect, Quit.layer(options))
+
+const rows = Quit.Quit.use((quit) => Effect.sync(() => quit.rows()))
+
+describe("the quit event", () => {
+  it.effect("fires once; a second fire is harmless and the first reason is kept", () =>
+    withQuit(Effect.gen(function*() {
+      assert.isFalse(yield* Quit.hasFired)
+      assert.isTrue(yield* Quit.fire("deploy"))
+      assert.isFalse(yield* Quit.fire("again"))
+      assert.isTrue(yield* Quit.hasFired)
+      const reason = yield* Quit.fired
+      assert.deepStrictEqual(reason, Quit.requested("deploy"))
+      const history = yield* Quit.history
+      assert.deepStrictEqual(history.map((change) => change.phase), ["running", "draining"])
+    })))
+
+  it.effect("fired completes when the event fires, so it can end a wait in a race", () =>
+    withQuit(Effect.gen(function*() {
+      const queue = yield* Queue.unbounded<number>()
+      const waiting = yield* Effect.raceFirst(
+        Effect.map(Queue.take(queue), (n) => `took ${n}`),
+        Effect.map(Quit.fired, (reason) => `quit: ${Quit.describe(reason)}`)
+      ).pipe(Effect.forkChild)
+      yield* Effect.yieldNow
+      assert.isUndefined(waiting.pollUnsafe())
+      yield* Quit.fire(Quit.signal("SIGTERM"))
+      assert.strictEqual(yield* Fiber.join(waiting), "quit: SIGTERM")
+    })))
+
+  it.effect("trigger gives plain JS code a function that fires the event", () =>
+    withQuit(Effect.gen(function*() {
+      const stop = yield* Quit.trigger
+      const frameworkHooks: Array<() => void> = [() => void stop("framework closed")]
+      frameworkHooks.forEach((hook) => hook())
+      assert.isFalse(stop("twice"))
+      assert.deepStrictEqual(yield* Quit.fired, Quit.requested("framework closed"))
+    })))
+
+  it.effect("phases move forward only and carry the Clock time each began", () =>
+    withQuit(Effect.gen(function*() {
+      const seen = yield* Quit.phases.pipe(
+        Stream.takeUntil((change) => change.phase === "stopping"),
+        Stream.runCollect,
+        Effect.forkChild
+      )
+      yield* Effect.yieldNow
+      yield* TestClock.adjust("3 seconds")
+      yield* Quit.fire("test")
+      yield* TestClock.adjust("2 seconds")
+      const quit = yield* Quit.Quit
+      assert.isTrue(quit.setPhase("stopping"))
+      assert.isFalse(quit.setPhase("running"), "a phase never goes back")
+      const changes = Array.from(yield* Fiber.join(seen))
+      assert.deepStrictEqual(changes.map((c) => [c.phase, c.at]), [["running", 0], ["draining", 3000], [
+        "stopping",
+        5000
+      ]])
+    })))
+})
+
+describe("in-flight tracking", () => {
+  it.effect("counts a tracked unit for its whole lifetime; awaitIdle wakes the moment it reaches zero", () =>
+    withQuit(Effect.gen(function*() {
+      const gates = [yield* Deferred.make<void>(), yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+      const units = yield* Effect.forEach(gates, (gate) =>
+        Deferred.await(gate).pipe(Quit.track("emails"), Effect.forkChild({ startImmediately: true })))
+      assert.strictEqual(yield* Quit.inFlight("emails"), 3)
+      const idle = yield* Effect.forkChild(Quit.awaitIdle("emails"), { startImmediately: true })
+      yield* Deferred.succeed(gates[0]!, undefined)
+      yield* Deferred.succeed(gates[1]!, undefined)
+      yield* Effect.yieldNow
+      assert.strictEqual(yield* Quit.inFlight("emails"), 1)
+      assert.isUndefined(idle.pollUnsafe())
+      // No clock moves: only the last unit's end can wake the waiter.
+      yield* Deferred.succeed(gates[2]!, undefined)
+      yield* Fiber.join(idle)
+      assert.strictEqual(yield* Quit.inFlight("emails"), 0)
+      yield* Fiber.joinAll(units)
+    })))
+
+  it.effect("a unit that fails or is interrupted is uncounted too; enterUnsafe releases once", () =>
+    withQuit(Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const group = yield* Quit.group("sockets").pipe(Scope.provide(scope))
+      yield* Effect.exit(group.track(Effect.fail("boom")))
+      const sleeper = yield* group.track(Effect.never).pipe(Effect.forkChild({ startImmediately: true }))
+      assert.strictEqual(yield* group.inFlight, 1)
+      yield* Fiber.interrupt(sleeper)
+      assert.strictEqual(yield* group.inFlight, 0)
+      const release = group.enterUnsafe()
+      group.enterUnsafe()
+      assert.strictEqual(yield* group.inFlight, 2)
+      release()
+      release()
+      assert.strictEqual(yield* group.inFlight, 1)
+    })))
+
+  it.effect("a group drains when its scope closes: stop first, then done when the last unit ends", () =>
+    withQuit(
+      Effect.gen(function*() {
+        const order: Array<string> = []
+        const scope = yield* Scope.make()
+        const group = yield* Quit.group("http", {
+          kind: "http",
+          onStop: Effect.sync(() => order.push("listener closed"))
+        }).pipe(Scope.provide(scope))
+        yield* group.track(Effect.sleep("2 seconds").pipe(Effect.andThen(Effect.sync(() => order.push("request done")))))
+          .pipe(Effect.forkChild({ startImmediately: true }))
+        yield* Quit.fire("test")
+        const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
+        yield* TestClock.adjust("1999 millis")
+        assert.isUndefined(closing.pollUnsafe())
+        yield* TestClock.adjust("1 millis")
+        yield* Fiber.join(closing)
+        assert.deepStrictEqual(order, ["listener closed", "request done"])
+        const [row] = yield* rows
+        assert.deepInclude(row, { name: "http", kind: "http", outcome: "done", millis: 2000, inFlightAtDrain: 1, inFlightAtEnd: 0 })
+      }),
+      { drainTimeout: "5 seconds" }
+    ))
+
+  it.effect("at the drain timeout a unit still running is interrupted and its finalizer runs", () => {
+    const { logs, provide } = captureLogs()
+    return withQuit(
+      Effect.gen(function*() {
+        const finalized: Array<string> = []
+        const scope = yield* Scope.make()
+        const group = yield* Quit.group("jobs", { kind: "worker", drainTimeout: "1 second" }).pipe(Scope.provide(scope))
+        yield* group.track(Effect.sleep("1 minute")).pipe(
+          Effect.ensuring(Effect.sync(() => finalized.push("unit finalizer"))),
+          Effect.forkChild({ startImmediately: true })
+        )
+        const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
+        yield* TestClock.adjust("999 millis")
+        assert.deepStrictEqual(finalized, [])
+        yield* TestClock.adjust("1 millis")
+        yield* Fiber.join(closing)
+        assert.deepStrictEqual(finalized, ["unit finalizer"])
+        const [row] = yield* rows
+        assert.deepInclude(row, { outcome: "cut", inFlightAtDrain: 1, inFlightAtEnd: 0, detail: "1 cut at the drain timeout" })
+        assert.isTrue(logs.some((log) => log.level === "Warn" && log.text.includes("jobs (worker): drain timeout of 1s")))
+      }).pipe(provide),
+      { drainTimeout: "30 seconds" }
+    )
+  })
+
+  it.effect("names are unique in the report: a second group of one name gets a suffix", () =>
+    withQuit(Effect.gen(function*() {
+      yield* Quit.group("pool")
+      yield* Quit.group("pool")
+      assert.deepStrictEqual((yield* rows).map((row) => row.name), ["pool", "pool#2"])
+    })))
+})
+
+describe("closers", () => {
+  it.effect("a hung closer is abandoned at its timeout, a failing one is logged, the others still close", () => {
+    const { logs, provide } = captureLogs()
+    return withQuit(Effect.gen(function*() {
+      const closed: Array<string> = []
+      const scope = yield* Scope.make("parallel")
+      yield* Effect.all([
+        Quit.addCloser("cache", Effect.sync(() => closed.push("cache"))),
+        Quit.addCloser("broker", Effect.never, { timeout: "2 seconds" }),
+        Quit.addCloser("files", () => Promise.reject(new Error("disk gone"))),
+        Quit.addCloser("db", Effect.sleep("1 second").pipe(Effect.andThen(Effect.sync(() => closed.push("db")))))
+      ]).pipe(Scope.provide(scope))
+      const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(closed.sort(), ["cache", "db"])
+      assert.isUndefined(closing.pollUnsafe(), "still waiting for the hung closer")
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      const byName = Object.fromEntries((yield* rows).map((row) => [row.name, row]))
+      assert.strictEqual(byName["cache"]!.outcome, "done")
+      assert.strictEqual(byName["db"]!.outcome, "done")
+      assert.strictEqual(byName["db"]!.millis, 1000)
+      assert.deepInclude(byName["broker"], { outcome: "timed out", millis: 2000, detail: "abandoned after 2s" })
+      assert.deepInclude(byName["files"], { outcome: "failed", detail: "disk gone" })
+      assert.isTrue(logs.some((log) => log.text.includes("broker (closer) did not close within 2s; abandoned")))
+      const failure = logs.find((log) => log.text.includes("files (closer) failed to close"))
+      assert.isDefined(failure)
+      assert.include(failure!.cause, "disk gone")
+    }).pipe(provide))
+  })
+
+  it.effect("closers follow the layer graph: a dependency closes after what uses it", () =>
+    Effect.gen(function*() {
+      const order: Array<string> = []
+      const closer = (name: string, ms: number) =>
+        Layer.effectDiscard(
+          Quit.addCloser(name, Effect.sleep(ms).pipe(Effect.andThen(Effect.sync(() => order.push(name)))))
+        )
+      const App = Layer.mergeAll(closer("http", 300), closer("worker", 100)).pipe(Layer.provideMerge(closer("db", 10)))
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(App, scope)
+      const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(closing)
+      assert.deepStrictEqual(order, ["worker", "http", "db"])
+    }).pipe(withQuit))
+})
