@@ -33,13 +33,15 @@ import * as Shutdown from "./Shutdown.ts"
  *
  * @since 0.1.0
  */
-export type Program<E> = Layer.Layer<unknown, E, Quit.Quit> | Effect.Effect<unknown, E, Quit.Quit>
+export type Program<E> = Layer.Layer<never, E, Quit.Quit> | Effect.Effect<unknown, E, Quit.Quit>
 
 const loggerLayer = (format: "text" | "json") =>
   format === "json" ? Logger.layer([Logger.consoleJson]) : L.empty
 
+const isLayer = <E>(program: Program<E>): program is Layer.Layer<never, E, Quit.Quit> => L.isLayer(program)
+
 const toEffect = <E>(program: Program<E>): Effect.Effect<unknown, E, Quit.Quit> =>
-  L.isLayer(program) ? Shutdown.launch(program) : Effect.andThen(Quit.markRunning, program)
+  isLayer(program) ? Shutdown.launch(program) : Effect.andThen(Quit.markRunning, program)
 
 /**
  * Runs a program as the process's main, on Effect's `Runtime.makeRunMain`.

@@ -39,16 +39,24 @@ export interface Options {
 }
 
 /**
+ * A duration as code may give it: any `Duration.Input` (`"5 seconds"`,
+ * `Duration.millis(500)`, a number of milliseconds) or a short form (`"5s"`).
+ *
+ * @since 0.1.0
+ */
+export type DurationInput = D.Input | `${number}${"ms" | "s" | "m" | "h"}`
+
+/**
  * Options as given from code; every field is optional and the environment
  * overrides it.
  *
  * @since 0.1.0
  */
 export interface Input {
-  readonly drainDelay?: D.Input | undefined
-  readonly drainTimeout?: D.Input | undefined
-  readonly shutdownTimeout?: D.Input | undefined
-  readonly closeTimeout?: D.Input | undefined
+  readonly drainDelay?: DurationInput | undefined
+  readonly drainTimeout?: DurationInput | undefined
+  readonly shutdownTimeout?: DurationInput | undefined
+  readonly closeTimeout?: DurationInput | undefined
   readonly signals?: ReadonlyArray<NodeJS.Signals> | undefined
   readonly logFormat?: "text" | "json" | undefined
 }
@@ -162,21 +170,43 @@ const fromEnv = <A>(
     }))
   )
 
-const durationFromCode = (
-  variable: string,
-  input: D.Input | undefined,
-  fallback: D.Duration
-): Effect.Effect<D.Duration, InvalidOption> => {
-  if (input === undefined) return Effect.succeed(fallback)
+/**
+ * Decodes a duration given in code, naming `variable` in the error.
+ *
+ * @since 0.1.0
+ */
+export const decodeDuration = (input: DurationInput, variable: string): Result.Result<D.Duration, InvalidOption> => {
   const parsed = typeof input === "string" ? parseDuration(input) : Option.match(D.fromInput(input), {
     onNone: () => Result.fail(EXPECTED),
     onSome: validate
   })
-  return Result.match(parsed, {
-    onFailure: (reason) => Effect.fail(new InvalidOption({ variable, value: String(input), reason })),
-    onSuccess: Effect.succeed
-  })
+  return Result.mapError(parsed, (reason) => new InvalidOption({ variable, value: String(input), reason }))
 }
+
+/**
+ * Like {@link decodeDuration}, with a fallback for `undefined`; throws the
+ * `InvalidOption`. Per-resource options (a closer's timeout) use it: a bad
+ * literal in code is a defect that names the option, found at startup.
+ *
+ * @since 0.1.0
+ */
+export const decodeDurationUnsafe = (
+  input: DurationInput | undefined,
+  fallback: D.Duration,
+  variable: string
+): D.Duration => {
+  if (input === undefined) return fallback
+  const result = decodeDuration(input, variable)
+  if (Result.isFailure(result)) throw result.failure
+  return result.success
+}
+
+const durationFromCode = (
+  variable: string,
+  input: DurationInput | undefined,
+  fallback: D.Duration
+): Effect.Effect<D.Duration, InvalidOption> =>
+  input === undefined ? Effect.succeed(fallback) : Effect.fromResult(decodeDuration(input, variable))
 
 const duration = (variable: string, option: keyof Input & `${string}${"Delay" | "Timeout"}`) =>
 (input: Input): Effect.Effect<D.Duration, InvalidOption> =>

@@ -15,7 +15,7 @@
  * @since 0.1.0
  */
 import type { Scope } from "effect"
-import { Context, Duration, Effect, Layer, PubSub, Stream } from "effect"
+import { Context, Deferred, Effect, Layer, PubSub, Stream } from "effect"
 import { type CloseFunction, toEffect } from "./internal/close.ts"
 import type { InFlight } from "./internal/inFlight.ts"
 import * as internal from "./internal/quit.ts"
@@ -211,6 +211,12 @@ export interface Group {
   readonly inFlight: Effect.Effect<number>
   /** Completes the moment no unit is in flight — woken by the count, never polled. */
   readonly awaitIdle: Effect.Effect<void>
+  /**
+   * Completes when the group begins to close (its scope is closing), whether
+   * or not the quit event fired. A work loop checks it between units.
+   */
+  readonly closing: Effect.Effect<void>
+  readonly isClosing: Effect.Effect<boolean>
   /** Runs `unit` counted; the drain timeout may interrupt it. */
   readonly track: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
@@ -220,8 +226,10 @@ export interface Group {
   readonly enterUnsafe: () => () => void
 }
 
-const toGroup = (inFlight: InFlight): Group => ({
-  name: inFlight.name,
+const toGroup = (entry: internal.Entry, inFlight: InFlight): Group => ({
+  name: entry.name,
+  closing: Deferred.await(entry.closing),
+  isClosing: Deferred.isDone(entry.closing),
   inFlight: Effect.sync(() => inFlight.count),
   awaitIdle: inFlight.awaitIdle,
   track: (unit) => inFlight.track(unit),
@@ -237,9 +245,9 @@ export interface GroupOptions {
   /** Shown in the report (`http`, `grpc`, `worker`…). Default `group`. */
   readonly kind?: string | undefined
   /** Overrides the drain timeout of the quit event for this group. */
-  readonly drainTimeout?: Duration.Input | undefined
+  readonly drainTimeout?: Options.DurationInput | undefined
   /** Bounds stopping and cutting, on top of the drain timeout. Default: the close timeout. */
-  readonly closeTimeout?: Duration.Input | undefined
+  readonly closeTimeout?: Options.DurationInput | undefined
   /** Stops new work from arriving (closes the listener). Runs first on close. */
   readonly onStop?: Effect.Effect<void, unknown> | undefined
   /** Cuts what `track` cannot interrupt (destroys sockets). Runs at the drain timeout. */
@@ -273,22 +281,18 @@ export const group = (
   name: string,
   options: GroupOptions = {}
 ): Effect.Effect<Group, never, Quit | Scope.Scope> =>
-  Quit.use((quit) => {
+  Quit.use((quit) => Effect.suspend(() => {
     const entry = quit.register(name, options.kind ?? "group", true)
     const inFlight = entry.inFlight!
-    const drainTimeout = options.drainTimeout === undefined
-      ? quit.options.drainTimeout
-      : Duration.fromInputUnsafe(options.drainTimeout)
-    const closeTimeout = options.closeTimeout === undefined
-      ? quit.options.closeTimeout
-      : Duration.fromInputUnsafe(options.closeTimeout)
+    const drainTimeout = Options.decodeDurationUnsafe(options.drainTimeout, quit.options.drainTimeout, `${name}: drainTimeout`)
+    const closeTimeout = Options.decodeDurationUnsafe(options.closeTimeout, quit.options.closeTimeout, `${name}: closeTimeout`)
     return Effect.as(
       Effect.addFinalizer(() =>
         internal.drain(quit, entry, { drainTimeout, closeTimeout, onStop: options.onStop, onCut: options.onCut })
       ),
-      toGroup(inFlight)
+      toGroup(entry, inFlight)
     )
-  })
+  }))
 
 /**
  * Runs `unit` counted under `name` for its whole lifetime, in a group made on
@@ -345,7 +349,7 @@ export interface CloseOptions {
   /** Shown in the report. Default `closer`. */
   readonly kind?: string | undefined
   /** Abandon it after this long. Default: the close timeout (5 s). */
-  readonly timeout?: Duration.Input | undefined
+  readonly timeout?: Options.DurationInput | undefined
 }
 
 /**
@@ -372,7 +376,7 @@ export const addCloser = <E, R>(
     const quit = yield* Quit
     const context = yield* Effect.context<R>()
     const entry = quit.register(name, options.kind ?? "closer", false)
-    const timeout = options.timeout === undefined ? quit.options.closeTimeout : Duration.fromInputUnsafe(options.timeout)
+    const timeout = Options.decodeDurationUnsafe(options.timeout, quit.options.closeTimeout, `${name}: timeout`)
     const body = toEffect(close).pipe(Effect.as({ outcome: "done" } as const), Effect.provideContext(context))
     yield* Effect.addFinalizer(() => quit.close(entry, body, timeout))
   })
@@ -392,7 +396,7 @@ export const registerCloser = <E>(
 ): Effect.Effect<void, never, Quit> =>
   Quit.use((quit) =>
     Effect.sync(() =>
-      quit.registerCloser(name, toEffect(close), options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout))
+      quit.registerCloser(name, toEffect(close), Options.decodeDurationUnsafe(options.timeout, quit.options.closeTimeout, `${name}: timeout`))
     )
   )
 
@@ -411,6 +415,6 @@ export const registerStopFunc = <E>(
 ): Effect.Effect<void, never, Quit> =>
   Quit.use((quit) =>
     Effect.sync(() =>
-      quit.registerStopFunc(name, toEffect(stop), options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout))
+      quit.registerStopFunc(name, toEffect(stop), Options.decodeDurationUnsafe(options.timeout, quit.options.closeTimeout, `${name}: timeout`))
     )
   )

@@ -89,12 +89,10 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
     ])
     if (ending._tag !== "graceful") {
       const open = quit.stillOpen()
-      yield* Effect.logError(
-        ending._tag === "deadline"
-          ? `shutdown timeout of ${Duration.format(quit.options.shutdownTimeout)} passed; exiting`
-          : `${ending.signal} received again during shutdown; exiting now`,
-        open.length === 0 ? "nothing registered is still open" : `still open: ${open.join("; ")}`
-      )
+      const why = ending._tag === "deadline"
+        ? `shutdown timeout of ${Duration.format(quit.options.shutdownTimeout)} passed`
+        : `${ending.signal} received again during shutdown`
+      yield* Effect.logError(`${why}; exiting now; still open: ${open.length === 0 ? "nothing" : open.join("; ")}`)
     }
     const programExit = fiber.pollUnsafe()
     if (programExit !== undefined && Exit.isFailure(programExit) && !Cause.hasInterruptsOnly(programExit.cause)) {

@@ -152,6 +152,26 @@ describe("in-flight tracking", () => {
     )
   })
 
+  it.effect("a work loop checking `closing` finishes its current unit and stops when the scope closes", () =>
+    withQuit(Effect.gen(function*() {
+      const done: Array<number> = []
+      const scope = yield* Scope.make()
+      const group = yield* Quit.group("loop", { kind: "worker" }).pipe(Scope.provide(scope))
+      const loop = yield* Effect.gen(function*() {
+        for (let n = 0; !(yield* group.isClosing); n++) {
+          yield* group.track(Effect.sleep("1 second").pipe(Effect.andThen(Effect.sync(() => done.push(n)))))
+        }
+      }).pipe(Effect.forkDetach({ startImmediately: true }))
+      yield* TestClock.adjust("2500 millis")
+      assert.deepStrictEqual(done, [0, 1])
+      const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
+      yield* TestClock.adjust("500 millis")
+      yield* Fiber.join(closing)
+      yield* Fiber.join(loop)
+      assert.deepStrictEqual(done, [0, 1, 2], "the unit in progress completed; no new one started")
+      assert.deepInclude((yield* rows)[0], { outcome: "done", inFlightAtDrain: 1, inFlightAtEnd: 0, millis: 500 })
+    })))
+
   it.effect("names are unique in the report: a second group of one name gets a suffix", () =>
     withQuit(Effect.gen(function*() {
       yield* Quit.group("pool")

@@ -56,6 +56,8 @@ export class Entry {
   readonly name: string
   readonly kind: string
   readonly inFlight: InFlight | undefined
+  /** Completed when its close begins: work loops stop taking new units. */
+  readonly closing = Deferred.makeUnsafe<void>()
   state: "open" | "closing" | "closed" = "open"
   closeStartedAt: number | undefined
   closedAt: number | undefined
@@ -70,17 +72,18 @@ export class Entry {
     this.inFlight = inFlight
   }
 
+  /** A row for the report; an entry not closed by now was abandoned by the exit. */
   toRow(now: number): Report.Row {
     const closing = this.state !== "open"
-    const abandoned = this.state === "closing" || (this.state === "open" && (this.inFlight?.count ?? 0) > 0)
     return {
       name: this.name,
       kind: this.kind,
-      outcome: this.outcome ?? (abandoned ? "abandoned" : "done"),
+      outcome: this.outcome ?? "abandoned",
       millis: closing ? (this.closedAt ?? now) - this.closeStartedAt! : undefined,
       inFlightAtDrain: this.inFlight === undefined ? undefined : this.inFlightAtDrain ?? this.inFlight.count,
       inFlightAtEnd: this.inFlight === undefined ? undefined : this.inFlightAtEnd ?? this.inFlight.count,
-      detail: this.detail ?? (this.state === "closing" ? "still closing at exit" : undefined)
+      detail: this.detail ??
+        (this.state === "closing" ? "still closing at exit" : this.state === "open" ? "never began closing" : undefined)
     }
   }
 }
@@ -218,22 +221,21 @@ export class QuitImpl {
     return entry.inFlight
   }
 
-  registerStopFunc(name: string, run: Effect.Effect<void, unknown>, timeout: Duration.Duration | undefined): void {
-    this.stopFuncs.push({ entry: this.register(name, "stop func", false), run, timeout: timeout ?? this.options.closeTimeout })
+  registerStopFunc(name: string, run: Effect.Effect<void, unknown>, timeout: Duration.Duration): void {
+    this.stopFuncs.push({ entry: this.register(name, "stop func", false), run, timeout })
   }
 
-  registerCloser(name: string, run: Effect.Effect<void, unknown>, timeout: Duration.Duration | undefined): void {
-    this.closers.push({ entry: this.register(name, "closer", false), run, timeout: timeout ?? this.options.closeTimeout })
+  registerCloser(name: string, run: Effect.Effect<void, unknown>, timeout: Duration.Duration): void {
+    this.closers.push({ entry: this.register(name, "closer", false), run, timeout })
   }
 
-  /** Names of resources not closed yet, with what they still have in flight. */
+  /** Resources not closed yet, in words, with what they still have in flight. */
   stillOpen(): ReadonlyArray<string> {
-    return this.entries
-      .filter((entry) => entry.state !== "closed" && (entry.state === "closing" || entry.kind !== "task" || (entry.inFlight?.count ?? 0) > 0))
-      .map((entry) => {
-        const count = entry.inFlight?.count ?? 0
-        return `${entry.name} (${entry.kind}, ${entry.state}${count > 0 ? `, ${count} in flight` : ""})`
-      })
+    return this.entries.filter((entry) => entry.state !== "closed").map((entry) => {
+      const count = entry.inFlight?.count ?? 0
+      const state = entry.state === "closing" ? "closing" : "not yet closing"
+      return `${entry.name} (${entry.kind}, ${state}${count > 0 ? `, ${count} in flight` : ""})`
+    })
   }
 
   rows(): ReadonlyArray<Report.Row> {
@@ -253,6 +255,7 @@ export class QuitImpl {
       if (entry.state !== "open") return Effect.void
       entry.state = "closing"
       entry.closeStartedAt = this.now()
+      Deferred.doneUnsafe(entry.closing, Exit.void)
       if (entry.inFlight !== undefined && entry.inFlightAtDrain === undefined) {
         entry.inFlightAtDrain = entry.inFlight.count
       }

@@ -1,0 +1,141 @@
+/**
+ * The signal and exit-code contract of Main.runMain, with real signals sent to
+ * child processes.
+ */
+import { afterEach, assert, describe, it } from "@effect/vitest"
+import { type Child, fixture, start } from "./harness.ts"
+
+const service = fixture("service.ts")
+const children: Array<Child> = []
+const run = (env: Record<string, string> = {}) => {
+  const child = start(service, env)
+  children.push(child)
+  return child
+}
+afterEach(() => {
+  for (const child of children.splice(0)) child.process.kill("SIGKILL")
+})
+
+const reportLine = (output: string) => output.split("\n").find((line) => line.includes("shutdown report:")) ?? ""
+const row = (output: string, name: string) =>
+  output.split("\n").find((line) => line.trimStart().startsWith(`${name} `)) ?? ""
+
+describe("Main.runMain with real signals", () => {
+  it("SIGTERM: the unit in flight finishes, resources close in order, exit 0 with the report", async () => {
+    const child = run({ UNIT_MS: "400", CLOSE_MS: "50" })
+    await child.waitFor(/READY/)
+    child.signal("SIGTERM")
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 0, output)
+    assert.isBelow(output.indexOf("unit done"), output.indexOf("db closed"), "the db closes after the worker using it")
+    assert.include(reportLine(output), "shutdown report: SIGTERM, graceful, exit 0")
+    assert.match(row(output, "jobs"), /worker\s+done\s+\d+\s+1 → 0/)
+    assert.match(row(output, "db"), /closer\s+done/)
+  })
+
+  it("SIGINT (Ctrl-C) is handled the same way: exit 0", async () => {
+    const child = run()
+    await child.waitFor(/READY/)
+    child.signal("SIGINT")
+    const { code } = await child.exited()
+    assert.strictEqual(code, 0, child.output())
+    assert.include(reportLine(child.output()), "shutdown report: SIGINT, graceful, exit 0")
+  })
+
+  it("a hung closer: exit 1 within the shutdown timeout, the report names it", async () => {
+    const child = run({ HUNG: "1", SHUTDOWN_TIMEOUT: "1s" })
+    await child.waitFor(/READY/)
+    const sent = child.signal("SIGTERM")
+    const { at, code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.isAtLeast(at - sent, 1000)
+    assert.isBelow(at - sent, 1000 + 700, "exits within the shutdown timeout plus a small margin")
+    assert.include(output, "shutdown timeout of 1s passed")
+    assert.match(output, /still open: .*broker \(closer, closing\)/)
+    assert.match(output, /still open: .*db \(closer, not yet closing\)/, "the db waits for its users")
+    assert.match(row(output, "broker"), /closer\s+abandoned/)
+    assert.match(row(output, "db"), /closer\s+abandoned\s+-\s+-\s+never began closing/)
+  })
+
+  it("a closer past its own timeout is abandoned and named; the rest close; exit 1", async () => {
+    const child = run({ HUNG: "1", HUNG_TIMEOUT: "300ms" })
+    await child.waitFor(/READY/)
+    child.signal("SIGTERM")
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.include(output, "broker (closer) did not close within 300ms; abandoned")
+    assert.match(row(output, "broker"), /closer\s+timed out/)
+    assert.include(output, "db closed")
+  })
+
+  for (const [signal, expected] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
+    it(`a second ${signal} during shutdown exits at once with ${expected}`, async () => {
+      const child = run({ HUNG: "1" })
+      await child.waitFor(/READY/)
+      child.signal(signal)
+      await child.waitFor(/quit event/)
+      const second = child.signal(signal)
+      const { at, code } = await child.exited()
+      const output = child.output()
+      assert.strictEqual(code, expected, output)
+      assert.isBelow(at - second, 1000, "promptly")
+      assert.include(output, `${signal} received again during shutdown; exiting now`)
+      assert.match(output, /still open: .*broker \(closer, closing\)/)
+    })
+  }
+
+  it("a signal during startup releases what was acquired and exits 0", async () => {
+    const child = run({ STARTUP_MS: "20000", DRAIN_DELAY: "10s", SHUTDOWN_TIMEOUT: "15s" })
+    await child.waitFor(/acquired early/)
+    const sent = child.signal("SIGTERM")
+    const { at, code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 0, output)
+    assert.isBelow(at - sent, 2000, "the drain delay does not apply before the service is ready")
+    assert.include(output, "early closed")
+    assert.include(output, "db closed")
+    assert.notInclude(output, "READY")
+    assert.notInclude(output, "startup finished")
+  })
+
+  it("an uncaught exception outside Effect drains everything and exits 1", async () => {
+    const child = run({ THROW_MS: "300", UNIT_MS: "200" })
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.include(output, "uncaught exception outside Effect; shutting down")
+    assert.include(output, "boom outside Effect")
+    assert.include(output, "db closed")
+    assert.include(reportLine(output), "failure: uncaught exception")
+  })
+
+  it("bad configuration: exit 1 with the variable and the value, before anything starts", async () => {
+    const child = run({ DRAIN_TIMEOUT: "forever" })
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.include(output, `invalid configuration: DRAIN_TIMEOUT="forever": expected a duration`)
+    assert.notInclude(output, "acquired db")
+  })
+
+  it("a drain delay keeps serving, then closes; LOG_FORMAT=json writes the report as JSON lines", async () => {
+    const child = run({ DRAIN_DELAY: "600ms", LOG_FORMAT: "json" })
+    await child.waitFor(/READY/)
+    const sent = child.signal("SIGTERM")
+    const { at, code } = await child.exited()
+    assert.strictEqual(code, 0, child.output())
+    assert.isAtLeast(at - sent, 600)
+    const lines = child.output().split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line))
+    const rows = lines.filter((line) => line.message === "shutdown report row")
+    assert.deepStrictEqual(rows.map((line) => [line.annotations.name, line.annotations.outcome]).sort(), [
+      ["db", "done"],
+      ["jobs", "done"]
+    ])
+    const summary = lines.find((line) => line.message === "shutdown report")
+    assert.deepInclude(summary.annotations, { reason: "SIGTERM", ending: "graceful", exitCode: 0 })
+    assert.isAtLeast(summary.annotations.totalMillis, 600)
+  })
+})

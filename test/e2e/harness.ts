@@ -1,0 +1,69 @@
+/**
+ * Runs a fixture as a child process on this Node, waits for a line, sends real
+ * signals, and reports how and when it exited.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+
+export interface Child {
+  readonly process: ChildProcess
+  /** stdout and stderr as they arrive, interleaved. */
+  output(): string
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>
+  signal(signal: NodeJS.Signals): number
+  exited(timeoutMs?: number): Promise<{ readonly code: number | null; readonly at: number }>
+}
+
+export const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
+
+export const start = (file: string, env: Record<string, string> = {}): Child => {
+  const child = spawn(process.execPath, [file], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  const listeners = new Set<() => void>()
+  const onData = (chunk: Buffer) => {
+    output += chunk.toString()
+    for (const listener of listeners) listener()
+  }
+  child.stdout.on("data", onData)
+  child.stderr.on("data", onData)
+  const exit = new Promise<{ code: number | null; at: number }>((resolve) =>
+    child.on("exit", (code) => resolve({ code, at: performance.now() }))
+  )
+  return {
+    process: child,
+    output: () => output,
+    waitFor: (pattern, timeoutMs = 15_000) =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          if (pattern.test(output)) {
+            listeners.delete(check)
+            clearTimeout(timer)
+            resolve()
+          }
+        }
+        const timer = setTimeout(() => {
+          listeners.delete(check)
+          reject(new Error(`timed out waiting for ${pattern}; output so far:\n${output}`))
+        }, timeoutMs)
+        listeners.add(check)
+        check()
+      }),
+    signal: (signal) => {
+      child.kill(signal)
+      return performance.now()
+    },
+    exited: (timeoutMs = 15_000) =>
+      Promise.race([
+        exit,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => {
+            child.kill("SIGKILL")
+            reject(new Error(`did not exit within ${timeoutMs} ms; output:\n${output}`))
+          }, timeoutMs).unref()
+        )
+      ])
+  }
+}
