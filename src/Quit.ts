@@ -14,7 +14,7 @@
  *
  * @since 0.1.0
  */
-import type { Scope } from "effect"
+import type { Fiber, Scope } from "effect"
 import { Context, Deferred, Effect, Layer, PubSub, Stream } from "effect"
 import { type CloseFunction, toEffect } from "./internal/close.ts"
 import type { InFlight } from "./internal/inFlight.ts"
@@ -220,6 +220,13 @@ export interface Group {
   /** Runs `unit` counted; the drain timeout may interrupt it. */
   readonly track: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
+   * Starts `unit` counted in a fiber the group owns: closing the scope does
+   * not interrupt it — the group waits for it, and cuts it only at the drain
+   * timeout. (`group.track(unit).pipe(Effect.forkScoped)` would instead be
+   * interrupted when the scope closes, before the group drains.)
+   */
+  readonly fork: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<Fiber.Fiber<A, E>, never, R>
+  /**
    * Counts one unit from plain JS code (a socket, a callback request); call the
    * returned function when it ends. Calling it twice counts once.
    */
@@ -233,6 +240,7 @@ const toGroup = (entry: internal.Entry, inFlight: InFlight): Group => ({
   inFlight: Effect.sync(() => inFlight.count),
   awaitIdle: inFlight.awaitIdle,
   track: (unit) => inFlight.track(unit),
+  fork: (unit) => Effect.forkDetach(inFlight.track(unit), { startImmediately: true }),
   enterUnsafe: () => inFlight.enter()
 })
 

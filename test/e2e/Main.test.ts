@@ -28,6 +28,8 @@ describe("Main.runMain with real signals", () => {
     const { code } = await child.exited()
     const output = child.output()
     assert.strictEqual(code, 0, output)
+    assert.include(output, "unit done")
+    assert.notInclude(output, "unit interrupted")
     assert.isBelow(output.indexOf("unit done"), output.indexOf("db closed"), "the db closes after the worker using it")
     assert.include(reportLine(output), "shutdown report: SIGTERM, graceful, exit 0")
     assert.match(row(output, "jobs"), /worker\s+done\s+\d+\s+1 → 0/)
@@ -110,6 +112,18 @@ describe("Main.runMain with real signals", () => {
     assert.include(output, "boom outside Effect")
     assert.include(output, "db closed")
     assert.include(reportLine(output), "failure: uncaught exception")
+  })
+
+  it("an unhandled rejection outside Effect drains everything and exits 1", async () => {
+    const child = run({ REJECT_MS: "300", UNIT_MS: "600" })
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.include(output, "unhandled rejection outside Effect; shutting down")
+    assert.include(output, "rejected outside Effect")
+    assert.include(output, "unit done", "the unit in flight finished")
+    assert.isBelow(output.indexOf("unit done"), output.indexOf("db closed"))
+    assert.include(reportLine(output), "failure: unhandled rejection")
   })
 
   it("bad configuration: exit 1 with the variable and the value, before anything starts", async () => {
