@@ -16,6 +16,7 @@
  */
 import type { Fiber, Scope } from "effect"
 import { Context, Deferred, Effect, Layer, PubSub, Stream } from "effect"
+import { dual } from "effect/Function"
 import { type CloseFunction, toEffect } from "./internal/close.ts"
 import type { InFlight } from "./internal/inFlight.ts"
 import * as internal from "./internal/quit.ts"
@@ -319,14 +320,11 @@ export const group = (
 export const track: {
   (name: string): <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R | Quit>
   <A, E, R>(unit: Effect.Effect<A, E, R>, name: string): Effect.Effect<A, E, R | Quit>
-} = function() {
-  if (typeof arguments[0] === "string") {
-    const name: string = arguments[0]
-    return <A, E, R>(unit: Effect.Effect<A, E, R>) => Quit.use((quit) => quit.task(name).track(unit))
-  }
-  const [unit, name] = arguments as unknown as [Effect.Effect<unknown, unknown, unknown>, string]
-  return Quit.use((quit) => quit.task(name).track(unit))
-} as never
+} = dual(
+  2,
+  <A, E, R>(unit: Effect.Effect<A, E, R>, name: string): Effect.Effect<A, E, R | Quit> =>
+    Quit.use((quit) => quit.task(name).track(unit))
+)
 
 /**
  * Units in flight under `name` (a group, a task, or any counted resource); 0
