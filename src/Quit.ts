@@ -387,24 +387,38 @@ export const addCloser = <E, R>(
     yield* Effect.addFinalizer(() => quit.close(entry, body, timeout))
   })
 
+const registerOutsideScope = (list: "closers" | "stopFuncs") =>
+<E>(
+  name: string,
+  close: CloseFunction<E>,
+  options: Omit<CloseOptions, "kind"> = {}
+): Effect.Effect<void, never, Quit> =>
+  Quit.use((quit) =>
+    Effect.sync(() => {
+      const timeout = Options.decodeDurationUnsafe(options.timeout, quit.options.closeTimeout, `${name}: timeout`)
+      quit.registerOutsideScope(list, name, toEffect(close), timeout)
+    })
+  )
+
 /**
  * Registers a closer outside any scope (Go's `RegisterCloser`), for code not
  * written as a layer. Closers run after the program has stopped and its
  * layers are released, one at a time, last registered first, each under its
  * own timeout.
  *
+ * @example
+ * ```ts
+ * import { Quit } from "effect-graceful"
+ * const tracer = { shutdown: async () => {} }
+ * const registerTracer = Quit.registerCloser("tracer", () => tracer.shutdown(), { timeout: "2 seconds" })
+ * ```
  * @since 0.1.0
  */
-export const registerCloser = <E>(
+export const registerCloser: <E>(
   name: string,
   close: CloseFunction<E>,
-  options: Omit<CloseOptions, "kind"> = {}
-): Effect.Effect<void, never, Quit> =>
-  Quit.use((quit) =>
-    Effect.sync(() =>
-      quit.registerCloser(name, toEffect(close), Options.decodeDurationUnsafe(options.timeout, quit.options.closeTimeout, `${name}: timeout`))
-    )
-  )
+  options?: Omit<CloseOptions, "kind">
+) => Effect.Effect<void, never, Quit> = registerOutsideScope("closers")
 
 /**
  * Registers a stop function outside any scope (Go's `RegisterStopFunc`): it
@@ -412,15 +426,16 @@ export const registerCloser = <E>(
  * finalizers — under its own timeout. Use it to tell a non-Effect server to
  * stop accepting (`fastify.close`, `server.close`).
  *
+ * @example
+ * ```ts
+ * import { Quit } from "effect-graceful"
+ * const legacy = { stopAccepting: () => {} }
+ * const registerLegacy = Quit.registerStopFunc("legacy server", () => legacy.stopAccepting())
+ * ```
  * @since 0.1.0
  */
-export const registerStopFunc = <E>(
+export const registerStopFunc: <E>(
   name: string,
   stop: CloseFunction<E>,
-  options: Omit<CloseOptions, "kind"> = {}
-): Effect.Effect<void, never, Quit> =>
-  Quit.use((quit) =>
-    Effect.sync(() =>
-      quit.registerStopFunc(name, toEffect(stop), Options.decodeDurationUnsafe(options.timeout, quit.options.closeTimeout, `${name}: timeout`))
-    )
-  )
+  options?: Omit<CloseOptions, "kind">
+) => Effect.Effect<void, never, Quit> = registerOutsideScope("stopFuncs")

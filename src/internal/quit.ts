@@ -221,12 +221,14 @@ export class QuitImpl {
     return entry.inFlight
   }
 
-  registerStopFunc(name: string, run: Effect.Effect<void, unknown>, timeout: Duration.Duration): void {
-    this.stopFuncs.push({ entry: this.register(name, "stop func", false), run, timeout })
-  }
-
-  registerCloser(name: string, run: Effect.Effect<void, unknown>, timeout: Duration.Duration): void {
-    this.closers.push({ entry: this.register(name, "closer", false), run, timeout })
+  /** A stop function or closer for `Shutdown.run` to call; it is not tied to any scope. */
+  registerOutsideScope(
+    list: "stopFuncs" | "closers",
+    name: string,
+    run: Effect.Effect<void, unknown>,
+    timeout: Duration.Duration
+  ): void {
+    this[list].push({ entry: this.register(name, list === "closers" ? "closer" : "stop func", false), run, timeout })
   }
 
   /** Resources not closed yet, in words, with what they still have in flight. */
