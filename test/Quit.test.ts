@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer, Queue, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Metric, Queue, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Quit } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
@@ -84,6 +84,23 @@ describe("in-flight tracking", () => {
       yield* Fiber.join(idle)
       assert.strictEqual(yield* Quit.inFlight("emails"), 0)
       yield* Fiber.joinAll(units)
+    })))
+
+  it.effect("counts are Effect metrics: an in-flight gauge and started/cut counters per group", () =>
+    withQuit(Effect.gen(function*() {
+      const metric = (id: string) =>
+        Effect.map(
+          Metric.snapshot,
+          (all) => all.find((m) => m.id === id && m.attributes?.["group"] === "metered")?.state as unknown
+        )
+      const gate = yield* Deferred.make<void>()
+      const units = yield* Effect.forEach([1, 2], () =>
+        Deferred.await(gate).pipe(Quit.track("metered"), Effect.forkChild({ startImmediately: true })))
+      assert.deepStrictEqual(yield* metric("effect_graceful_in_flight"), { value: 2 })
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.joinAll(units)
+      assert.deepStrictEqual(yield* metric("effect_graceful_in_flight"), { value: 0 })
+      assert.deepInclude(yield* metric("effect_graceful_units_started_total"), { count: 2 })
     })))
 
   it.effect("a unit that fails or is interrupted is uncounted too; enterUnsafe releases once", () =>

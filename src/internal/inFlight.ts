@@ -8,17 +8,24 @@
 import type { Context, Fiber } from "effect"
 import { Effect, Latch, Metric } from "effect"
 
-const inFlightGauge = Metric.gauge("effect_graceful_in_flight", {
-  description: "Units of work in flight, per group"
-})
-const unitsStarted = Metric.counter("effect_graceful_units_started_total", {
-  description: "Units of work started, per group",
-  incremental: true
-})
-const unitsCut = Metric.counter("effect_graceful_units_cut_total", {
-  description: "Units of work cut at the drain timeout, per group",
-  incremental: true
-})
+// Attributes are given at creation rather than with `Metric.withAttributes`:
+// each unit updates these on its hot path, and the wrapper costs ~3x per update.
+const metrics = (group: string) => {
+  const attributes = { group }
+  return {
+    gauge: Metric.gauge("effect_graceful_in_flight", { description: "Units of work in flight, per group", attributes }),
+    started: Metric.counter("effect_graceful_units_started_total", {
+      description: "Units of work started, per group",
+      incremental: true,
+      attributes
+    }),
+    cut: Metric.counter("effect_graceful_units_cut_total", {
+      description: "Units of work cut at the drain timeout, per group",
+      incremental: true,
+      attributes
+    })
+  }
+}
 
 /** @internal */
 export class InFlight {
@@ -39,10 +46,10 @@ export class InFlight {
   constructor(name: string, context: Context.Context<never>) {
     this.name = name
     this.#context = context
-    const attributes = { group: name }
-    this.#gauge = Metric.withAttributes(inFlightGauge, attributes)
-    this.#started_ = Metric.withAttributes(unitsStarted, attributes)
-    this.#cut = Metric.withAttributes(unitsCut, attributes)
+    const { cut, gauge, started } = metrics(name)
+    this.#gauge = gauge
+    this.#started_ = started
+    this.#cut = cut
   }
 
   get count(): number {
