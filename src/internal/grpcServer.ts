@@ -1,0 +1,197 @@
+/**
+ * The server half of a graceful gRPC server: the per-server runtime every call
+ * runs on, the registration of Effect handlers with grpc-js, binding, and the
+ * order in which a server stops.
+ *
+ * @internal
+ */
+import * as grpc from "@grpc/grpc-js"
+import type { Context, Fiber, Scope } from "effect"
+import { Cause, Config, Data, Deferred, Effect, Exit, Metric, Option, Stream } from "effect"
+import type { Handle, ServeOptions } from "../Grpc.ts"
+import * as Quit from "../Quit.ts"
+import * as call from "./grpcCall.ts"
+import { Health } from "./grpcHealth.ts"
+import type { Registered } from "./grpcService.ts"
+
+const calls = (attributes: Metric.Metric.AttributeSet) =>
+  Metric.counter("effect_graceful_grpc_calls_total", {
+    description: "gRPC calls ended, per server, method and status code",
+    incremental: true,
+    attributes
+  })
+
+/**
+ * The runtime of one server, made once when it starts: every call forks from
+ * the same captured context and reuses the same counters, so a call costs a
+ * fiber and no setup.
+ */
+const makeRuntime = <R>(options: {
+  readonly name: string
+  readonly context: Context.Context<R>
+  readonly track: <A, E>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly closing: Effect.Effect<void>
+  readonly isStopping: () => boolean
+}): call.Runtime<R> => {
+  const { context, name, track } = options
+  const runFork = Effect.runForkWith(context)
+  // One counter per method and status code, made on first use, with its
+  // attributes fixed (cheaper per update than `Metric.withAttributes`).
+  const counters = new Map<string, Array<Metric.Metric<number, Metric.CounterState<number>> | undefined>>()
+  const counter = (method: string, code: grpc.status) => {
+    let byCode = counters.get(method)
+    if (byCode === undefined) counters.set(method, byCode = [])
+    return byCode[code] ??= calls({ server: name, method, code: grpc.status[code] })
+  }
+  return {
+    run: <A, E>(effect: Effect.Effect<A, E, R>): Fiber.Fiber<A, E> => runFork(track(effect)),
+    closing: options.closing,
+    isStopping: options.isStopping,
+    ended: (method, status, cause) => {
+      counter(method, status.code).updateUnsafe(1, context)
+      if (cause !== undefined && Cause.hasDies(cause)) {
+        runFork(Effect.logError(`${name}: ${method} failed with a defect; the client got INTERNAL`, cause))
+      }
+    }
+  }
+}
+
+/** Registers the methods of one service; a path registered twice is a defect. */
+const register = <R>(
+  server: grpc.Server,
+  runtime: call.Runtime<R>,
+  methods: ReadonlyArray<Registered<R>>,
+  onFailure: call.OnFailure
+): Effect.Effect<void> =>
+  Effect.forEach(methods, (method) => {
+    const { handler } = method
+    const handle = handler._tag === "unary"
+      ? call.unary(runtime, handler, onFailure)
+      : handler._tag === "serverStream"
+      ? call.serverStream(runtime, handler, onFailure)
+      : handler._tag === "clientStream"
+      ? call.clientStream(runtime, handler, onFailure)
+      : call.bidi(runtime, handler, onFailure)
+    return server.register(method.path, handle, method.responseSerialize, method.requestDeserialize, handler._tag)
+      ? Effect.void
+      : Effect.die(new Error(`gRPC method ${method.path} is registered twice`))
+  }, { discard: true })
+
+/** The address grpc-js binds: `host:port`, with brackets around an IPv6 host. */
+const formatAddress = (host: string, port: number): string =>
+  host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`
+
+/** @internal */
+export class BindError extends Data.TaggedError("GrpcBindError")<{
+  readonly address: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `cannot bind the gRPC server to ${this.address}: ${this.reason}`
+  }
+}
+
+/** Binds `address`; the bound port (the one chosen, for port 0) or why it failed. */
+const bind = (
+  server: grpc.Server,
+  address: string,
+  credentials: grpc.ServerCredentials
+): Effect.Effect<number, unknown> =>
+  Effect.callback<number, unknown>((resume) => {
+    try {
+      server.bindAsync(address, credentials, (error, port) =>
+        resume(error === null ? Effect.succeed(port) : Effect.fail(error)))
+    } catch (error) {
+      // An address grpc-js cannot parse throws instead of calling back.
+      resume(Effect.fail(error))
+    }
+  })
+
+const setting = <A>(value: A | Config.Config<A> | undefined, fallback: Config.Config<A>) =>
+  value === undefined ? fallback : Config.isConfig(value) ? value : Config.succeed(value)
+
+/**
+ * Serves until the current scope closes, then stops in this order:
+ *
+ * 1. (already, when the quit event fired) health went NOT_SERVING;
+ * 2. `tryShutdown`: the listener closes and GOAWAY goes out; Watch streams
+ *    end with OK; `Call.closing` completes;
+ * 3. the group waits for the last call — event-driven — up to the drain
+ *    timeout, then `forceShutdown` cancels the rest and their fibers are
+ *    interrupted;
+ * 4. the connections close, flushing the last responses; any still open after
+ *    the close timeout are destroyed.
+ *
+ * @internal
+ */
+export const serve = <R>(
+  options: ServeOptions<R>
+): Effect.Effect<Handle, BindError | Config.ConfigError, R | Quit.Quit | Scope.Scope> =>
+  Effect.gen(function*() {
+    const quit = yield* Quit.Quit
+    const host = yield* setting(options.host, Config.String("GRPC_HOST").pipe(Config.withDefault("0.0.0.0")))
+    const port = yield* setting(options.port, Config.Port("GRPC_PORT").pipe(Config.withDefault(50051)))
+    const health = new Health(options.services.map((service) => service.name))
+    const server = new grpc.Server(options.server)
+    // Completed by tryShutdown's callback: every connection has closed.
+    const closed = Deferred.makeUnsafe<void>()
+    let stopping = false
+    const stop = () => {
+      if (stopping) return
+      stopping = true
+      health.quit()
+      server.tryShutdown(() => Deferred.doneUnsafe(closed, Exit.void))
+      health.endWatches()
+    }
+    // Step 4. Added first, so it runs after the group's drain below.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(stop).pipe(
+        Effect.andThen(Effect.timeoutOption(Deferred.await(closed), quit.options.closeTimeout)),
+        Effect.flatMap((done) =>
+          Option.isSome(done) ? Effect.void : Effect.sync(() => server.forceShutdown()).pipe(
+            Effect.andThen(Effect.logWarning("gRPC connections still open after the close timeout; destroyed"))
+          )
+        )
+      )
+    )
+    // Steps 2 and 3. tryShutdown's callback is not awaited here: the group's
+    // wait-until-idle is the wait, and it ends the moment the last call does.
+    const group = yield* Quit.group(options.name ?? "grpc", {
+      kind: "grpc",
+      drainTimeout: options.drainTimeout,
+      onStop: Effect.sync(stop),
+      onCut: Effect.sync(() => server.forceShutdown())
+    })
+    const runtime = makeRuntime<R>({
+      name: group.name,
+      context: yield* Effect.context<R>(),
+      track: group.track,
+      closing: group.closing,
+      isStopping: () => stopping
+    })
+    for (const service of options.services) {
+      yield* register(server, runtime, service.methods, service.onFailure)
+    }
+    if (options.health !== false) health.addTo(server)
+    const address = formatAddress(host, port)
+    const bound = yield* bind(server, address, options.credentials ?? grpc.ServerCredentials.createInsecure()).pipe(
+      Effect.mapError((error) => new BindError({ address, reason: error instanceof Error ? error.message : String(error) }))
+    )
+    // Step 1: SERVING once the program runs (at once if it already does), then
+    // NOT_SERVING the moment the quit event fires — before the drain delay.
+    if (quit.phase.phase === "starting") {
+      const started = Stream.runDrain(Stream.takeUntil(Quit.phases, (change) => change.phase !== "starting"))
+      yield* Effect.forkScoped(Effect.andThen(started, Effect.sync(() => health.running())))
+    } else health.running()
+    yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => health.quit())), { startImmediately: true })
+    const handle: Handle = {
+      name: group.name,
+      address: formatAddress(host, bound),
+      port: bound,
+      server,
+      inFlight: group.inFlight,
+      setStatus: (service, status) => Effect.sync(() => health.set(service, status))
+    }
+    yield* Effect.logInfo(`${group.name}: gRPC listening on ${handle.address}`)
+    return handle
+  })
