@@ -29,8 +29,13 @@ export const start = (file: string, env: Record<string, string> = {}): Child => 
   }
   child.stdout.on("data", onData)
   child.stderr.on("data", onData)
+  // "exit" may come before the last output is read; "close" comes after the
+  // stdio streams have ended, so output() is complete when exited() resolves.
+  // The time is taken at "exit", when the process ended.
+  let exitedAt = 0
+  child.on("exit", () => exitedAt = performance.now())
   const exit = new Promise<{ code: number | null; at: number }>((resolve) =>
-    child.on("exit", (code) => resolve({ code, at: performance.now() }))
+    child.on("close", (code) => resolve({ code, at: exitedAt }))
   )
   return {
     process: child,
