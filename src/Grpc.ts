@@ -107,7 +107,7 @@ export type Handler<Req, Res, E, R> =
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { Grpc } from "effect-graceful"
+ * import * as Grpc from "effect-graceful/Grpc"
  * const sayHello = Grpc.unary((request: { name: string }) => Effect.succeed({ message: `hello ${request.name}` }))
  * ```
  * @since 0.1.0
@@ -123,7 +123,7 @@ export const unary = <Req, Res, E = never, R = never>(
  * @example
  * ```ts
  * import { Schedule, Stream } from "effect"
- * import { Grpc } from "effect-graceful"
+ * import * as Grpc from "effect-graceful/Grpc"
  * const ticks = Grpc.serverStream((_: object, call) =>
  *   Stream.fromSchedule(Schedule.spaced("1 second")).pipe(Stream.map((n) => ({ n })), Stream.interruptWhen(call.closing)))
  * ```
@@ -169,7 +169,7 @@ type ContextOf<H> = { [K in keyof H]: H[K] extends Handler<infer _Q, infer _S, i
  * ```ts
  * import { status } from "@grpc/grpc-js"
  * import { Effect } from "effect"
- * import { Grpc } from "effect-graceful"
+ * import * as Grpc from "effect-graceful/Grpc"
  * const notFound = Effect.fail(new Grpc.StatusError({ code: status.NOT_FOUND, details: "no such user" }))
  * ```
  * @since 0.1.0
@@ -216,7 +216,7 @@ export interface Service<R> {
  * ```ts
  * import { status } from "@grpc/grpc-js"
  * import { Effect } from "effect"
- * import { Grpc } from "effect-graceful"
+ * import * as Grpc from "effect-graceful/Grpc"
  * class NoSuchUser { readonly _tag = "NoSuchUser" }
  * declare const Users: { readonly Get: Grpc.Method<{ id: string }, { name: string }> }
  * const UsersService = Grpc.service(Users, {
@@ -260,7 +260,7 @@ export type ProtoError = services.ProtoError
  *
  * @example
  * ```ts
- * import { Grpc } from "effect-graceful"
+ * import * as Grpc from "effect-graceful/Grpc"
  * const Greeter = Grpc.loadService<{ SayHello: { request: { name: string }; response: { message: string } } }>(
  *   "greeter.proto", "demo.Greeter")
  * ```
@@ -350,7 +350,7 @@ export type BindError = internal.BindError
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { Grpc } from "effect-graceful"
+ * import * as Grpc from "effect-graceful/Grpc"
  * declare const Greeter: Grpc.Service<never>
  * const program = Effect.gen(function*() {
  *   const server = yield* Grpc.serve({ services: [Greeter], port: 0 })
@@ -371,7 +371,8 @@ export const serve = <R>(
  * @example
  * ```ts
  * import { Effect, Layer } from "effect"
- * import { Grpc, Main } from "effect-graceful"
+ * import * as Grpc from "effect-graceful/Grpc"
+ * import { Main } from "effect-graceful"
  * type Greeter = { SayHello: { request: { name: string }; response: { message: string } } }
  * const GrpcLive = Layer.unwrap(Effect.map(Grpc.loadService<Greeter>("greeter.proto", "demo.Greeter"), (Greeter) =>
  *   Grpc.layer({

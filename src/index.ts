@@ -6,6 +6,11 @@
  * - `Worker` — loops and consumers as fibers that finish their current unit.
  * - `Closer` — any close/end/destroy as a named scoped resource with a timeout.
  * - `JobQueue` — a durable job queue on SQLite that loses nothing.
+ * - `Http` — graceful HTTP/1.1 and HTTP/2 servers for Effect apps and plain Node handlers.
+ * - `Health` — readiness and liveness driven by the quit event.
+ *
+ * gRPC lives at `effect-graceful/Grpc`, so that programs without gRPC need not
+ * install its optional peer dependencies.
  * - `Main` — the process runner (`Main.runMain`).
  * - `Shutdown` — the shutdown sequence as an Effect.
  * - `Options` — drain delay, drain timeout, shutdown timeout from code and env.
@@ -14,6 +19,8 @@
  * @since 0.1.0
  */
 export * as Closer from "./Closer.ts"
+export * as Health from "./Health.ts"
+export * as Http from "./Http.ts"
 export * as JobQueue from "./JobQueue.ts"
 export * as Main from "./Main.ts"
 export * as Options from "./Options.ts"

@@ -1,0 +1,366 @@
+/**
+ * Graceful HTTP servers: on shutdown the listener closes, the requests in
+ * flight finish, idle keep-alive connections close at once, and the server is
+ * closed the moment its last request ends — not Node's keep-alive timeout
+ * later.
+ *
+ * Two kinds of app, the same drain:
+ *
+ * - **Effect apps** (`HttpRouter`, `HttpServer.serve`): {@link layer} is a
+ *   drop-in for `NodeHttpServer.layer`, which it reuses for serving.
+ * - **Plain Node handlers** (Express, Fastify, Koa, `node:http`): {@link layerNode}
+ *   takes the server your framework gives you.
+ *
+ * Both take `node:http`, `node:https` and `node:http2` servers (h2c and TLS).
+ * Each server is a group of the quit event (kind `http`): its requests in
+ * flight are in the shutdown report and in the `effect_graceful_in_flight`
+ * gauge. Readiness and liveness (see `Health`) can be answered on the same
+ * server with the `health` option.
+ *
+ * @since 0.1.0
+ */
+import { NodeHttpServer } from "@effect/platform-node"
+import type { NodeServices } from "@effect/platform-node"
+import { Config, Context, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
+import type { Etag, HttpPlatform } from "effect/http"
+import { HttpServer } from "effect/http"
+import type * as Net from "node:net"
+import * as Tls from "node:tls"
+import * as Health from "./Health.ts"
+import { Connections, type NodeServer } from "./internal/connections.ts"
+import { type BindError, bindError, describeAddress, listen } from "./internal/listen.ts"
+import type { QuitImpl } from "./internal/quit.ts"
+import { decodeDurationUnsafe, type DurationInput } from "./Options.ts"
+import * as Quit from "./Quit.ts"
+
+export {
+  /**
+   * The server could not listen (port in use, no permission, foreign host);
+   * `address` names what was asked for. The layer fails with it, and whatever
+   * else was acquired is released.
+   *
+   * @since 0.1.0
+   */
+  BindError
+} from "./internal/listen.ts"
+
+/**
+ * How a server drains, shared by both layers.
+ *
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Its name in the report, logs and metrics. Default `http`. */
+  readonly name?: string | undefined
+  /** Overrides the quit event's drain timeout for this server. */
+  readonly drainTimeout?: DurationInput | undefined
+  /** Bounds cutting and the final close, after the drain timeout. Default: the close timeout. */
+  readonly closeTimeout?: DurationInput | undefined
+  /** Answer readiness and liveness on this server (`true`: `/readyz` and `/livez`). */
+  readonly health?: boolean | Health.Paths | undefined
+}
+
+/**
+ * Options of {@link layerNode}: drain options and where to listen. For 1,000s
+ * of connections arriving at once, raise `backlog`.
+ *
+ * @since 0.1.0
+ */
+export interface NodeOptions extends Options, Net.ListenOptions {}
+
+/**
+ * Options of {@link layer}: drain options, where to listen, and the options of
+ * `NodeHttpServer` that still apply (`websocket`).
+ *
+ * @since 0.1.0
+ */
+export interface EffectOptions
+  extends Options, Omit<NodeHttpServer.Options, "disablePreemptiveShutdown" | "gracefulShutdownTimeout">
+{}
+
+/**
+ * Makes the server. It receives the server's drain signal, aborted when the
+ * server starts draining, for long-lived responses written as plain Node code:
+ *
+ * ```ts
+ * Http.layerNode(({ draining }) => createServer((req, res) => {
+ *   const timer = setInterval(() => res.write("data: tick\n\n"), 1000)
+ *   draining.addEventListener("abort", () => res.end("event: bye\ndata: draining\n\n"))
+ *   res.on("close", () => clearInterval(timer))
+ * }), { port: 8080 })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export type Evaluate<S extends NodeServer> = (context: { readonly draining: AbortSignal }) => S
+
+/**
+ * The drain of the server that serves the current Effect app: long-lived
+ * responses (server-sent events, streams, WebSockets) watch it to end
+ * themselves cleanly — with a last event — before the drain timeout cuts them.
+ * It begins after the drain delay, when the listener closes (the quit event,
+ * `Quit.fired`, comes earlier: at the start of the drain delay). Provided by
+ * {@link layer}; use {@link draining} and {@link endOnDrain} rather than its
+ * members.
+ *
+ * @since 0.1.0
+ */
+export class Draining extends Context.Service<Draining, {
+  /** Completes when the server starts draining. */
+  readonly await: Effect.Effect<void>
+  readonly isDraining: () => boolean
+  /** Aborted when the server starts draining. */
+  readonly signal: AbortSignal
+}>()("effect-graceful/Http/Draining") {}
+
+const makeDraining = (connections: Connections): Draining["Service"] => ({
+  signal: connections.signal,
+  isDraining: () => connections.isDraining,
+  await: Effect.callback<void>((resume) => {
+    const signal = connections.signal
+    if (signal.aborted) return resume(Effect.void)
+    const onAbort = () => resume(Effect.void)
+    signal.addEventListener("abort", onAbort, { once: true })
+    return Effect.sync(() => signal.removeEventListener("abort", onAbort))
+  })
+})
+
+/**
+ * Completes when the server serving this request starts draining. Race a
+ * long wait against it to answer before the drain timeout cuts the request.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { HttpServerResponse } from "effect/http"
+ * import { Http } from "effect-graceful"
+ * const longPoll = Effect.raceFirst(
+ *   Effect.sleep("25 seconds").pipe(Effect.as(HttpServerResponse.text("no news"))),
+ *   Http.draining.pipe(Effect.as(HttpServerResponse.text("retry elsewhere", { status: 503 })))
+ * )
+ * ```
+ * @since 0.1.0
+ */
+export const draining: Effect.Effect<void, never, Draining> = Draining.use((draining) => draining.await)
+
+/**
+ * Ends `stream` when the server starts draining — at once, not after the next
+ * element — and then emits `last` (a goodbye event), so that a long-lived
+ * response finishes before the drain timeout instead of being cut.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { HttpServerResponse } from "effect/http"
+ * import { Http } from "effect-graceful"
+ * const events = Effect.gen(function*() {
+ *   const ticks = Stream.tick("1 second").pipe(Stream.map(() => "data: tick\n\n"))
+ *   const body = yield* Http.endOnDrain(ticks, "event: bye\ndata: draining\n\n")
+ *   return HttpServerResponse.stream(Stream.encodeText(body), { contentType: "text/event-stream" })
+ * })
+ * ```
+ * @since 0.1.0
+ */
+export const endOnDrain = <A, E, R>(stream: Stream.Stream<A, E, R>, last?: A): Effect.Effect<Stream.Stream<A, E, R>, never, Draining> =>
+  Draining.use((draining) =>
+    Effect.succeed(stream.pipe(
+      Stream.interruptWhen(draining.await),
+      Stream.concat(Stream.suspend(() => last !== undefined && draining.isDraining() ? Stream.make(last) : Stream.empty))
+    ))
+  )
+
+/**
+ * Registers the server with the quit event for the lifetime of the current
+ * scope and returns its group. When the scope closes — after the drain delay —
+ * in this order:
+ *
+ * 1. the listener closes: new connections are refused; Node closes the idle
+ *    keep-alive sockets; responses whose headers are unsent will carry
+ *    `Connection: close`; HTTP/2 sessions get GOAWAY; the drain signal aborts;
+ * 2. each response that ends closes its socket, if nothing else is in flight
+ *    on it (no keep-alive linger);
+ * 3. the moment the last request in flight ends, the drain is done;
+ * 4. at the drain timeout, what is still in flight is cut: `cut` interrupts
+ *    Effect handlers (a 503 if no headers were sent) or destroys the sockets of
+ *    plain handlers;
+ * 5. the connections left (none in flight) are destroyed, sessions close
+ *    after their last frames, and the server's `close` ends it.
+ */
+const drainOnClose = (
+  quit: QuitImpl,
+  connections: Connections,
+  options: Options,
+  cut: Effect.Effect<void>
+): Effect.Effect<Quit.Group, never, Quit.Quit | Scope.Scope> =>
+  Effect.gen(function*() {
+    const name = options.name ?? "http"
+    const closeTimeout = decodeDurationUnsafe(options.closeTimeout, quit.options.closeTimeout, `${name}: closeTimeout`)
+    let group: Quit.Group | undefined
+    // Added before the group, so it runs after the group has drained (step 5).
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        const stuck = group === undefined ? 0 : yield* group.inFlight
+        connections.destroyRest(stuck > 0)
+        yield* connections.awaitClosed.pipe(Effect.timeoutOrElse({
+          duration: closeTimeout,
+          orElse: () => Effect.sync(() => connections.destroyRest(true)).pipe(Effect.andThen(connections.awaitClosed))
+        }))
+      })
+    )
+    group = yield* Quit.group(name, {
+      kind: "http",
+      drainTimeout: options.drainTimeout,
+      closeTimeout: options.closeTimeout,
+      onStop: Effect.sync(() => connections.drain()),
+      onCut: cut
+    })
+    return group
+  })
+
+const intercept = (quit: QuitImpl, health: Options["health"]) =>
+  health === undefined || health === false ? undefined : Health.makeHandler(quit, health === true ? {} : health)
+
+const split = <O extends Options>(options: O) => {
+  const { closeTimeout: _c, drainTimeout: _d, health: _h, name: _n, ...rest } = options
+  return rest
+}
+
+/**
+ * Serves a plain Node server gracefully: the server your framework made, with
+ * its request listeners on (Express, Koa: `createServer(app)`; Fastify:
+ * `fastify.server` after `ready()`; `node:http2` with a compatibility handler).
+ * It listens when the layer is built and drains when its scope closes; at the
+ * drain timeout the sockets still in flight are destroyed.
+ *
+ * Requests are counted as they arrive and until their response closes;
+ * upgraded connections (WebSockets) until their socket closes. Listeners the
+ * app adds after the layer is built are not counted.
+ *
+ * @example
+ * ```ts
+ * import express from "express"
+ * import { createServer } from "node:http"
+ * import { Http, Main } from "effect-graceful"
+ * const app = express().get("/", (_req, res) => res.send("hello"))
+ * Main.runMain(Http.layerNode(() => createServer(app), { port: 8080, health: true }))
+ * ```
+ * @since 0.1.0
+ */
+export const layerNode = <S extends NodeServer>(
+  evaluate: Evaluate<S>,
+  options: NodeOptions = {}
+): Layer.Layer<never, BindError, Quit.Quit> =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const quit = yield* Quit.Quit
+    const controller = new AbortController()
+    const server = evaluate({ draining: controller.signal })
+    const connections = new Connections(server, controller)
+    let group: Quit.Group | undefined
+    // The app's listeners are adopted before the server listens, so that no
+    // request reaches them uncounted; the group is registered once it
+    // listens, so that a bind error leaves no row in the report.
+    connections.adopt({ enter: () => group === undefined ? () => {} : group.enterUnsafe(), intercept: intercept(quit, options.health) })
+    yield* listen(server, split(options))
+    group = yield* drainOnClose(quit, connections, options, Effect.sync(() => connections.cut()))
+    yield* Effect.logInfo(`${group.name} listening on ${describeAddress(server, server instanceof Tls.Server ? "https" : "http")}`)
+  }))
+
+/**
+ * Serves Effect apps gracefully: a drop-in for `NodeHttpServer.layer` that
+ * provides the same services plus {@link Draining}. Serving (requests,
+ * responses, upgrades) is `NodeHttpServer`'s; the shutdown is ours. At the
+ * drain timeout, handlers still running are interrupted: their finalizers run
+ * and the client gets 503 if no headers were sent. Route handlers of
+ * `HttpRouter` are interruptible; a bare `HttpServer.serve` app runs
+ * uninterruptibly (Effect's choice) and is waited for up to the close timeout.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { HttpRouter, HttpServerResponse } from "effect/http"
+ * import { createServer } from "node:http"
+ * import { Http, Main } from "effect-graceful"
+ * const Routes = HttpRouter.add("GET", "/", HttpServerResponse.text("hello"))
+ * const App = HttpRouter.serve(Routes).pipe(Layer.provide(Http.layer(() => createServer(), { port: 8080 })))
+ * Main.runMain(App)
+ * ```
+ * @since 0.1.0
+ */
+export const layer = <S extends NodeServer>(
+  evaluate: Evaluate<S>,
+  options: EffectOptions = {}
+): Layer.Layer<
+  HttpServer.HttpServer | Draining | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator,
+  BindError,
+  Quit.Quit
+> => Layer.mergeAll(layerServer(evaluate, options), NodeHttpServer.layerHttpServices)
+
+const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: EffectOptions) =>
+  Layer.effectContext(Effect.gen(function*() {
+    const quit = yield* Quit.Quit
+    const controller = new AbortController()
+    const server = evaluate({ draining: controller.signal })
+    const connections = new Connections(server, controller)
+    const nodeOptions = split(options)
+    const inner = yield* NodeHttpServer.make(() => server, nodeOptions).pipe(
+      Effect.mapError((error) => bindError(nodeOptions, error.cause))
+    )
+    const served = HttpServer.make({
+      address: inner.address,
+      serve: (app, middleware) =>
+        Effect.gen(function*() {
+          // NodeHttpServer runs each request's fiber in a scope under the one
+          // it serves in; serving in a scope of our own lets the cut close it
+          // early, which interrupts every handler still running, and waits.
+          const serving = yield* Scope.fork(yield* Effect.scope, "sequential")
+          yield* (middleware === undefined ? inner.serve(app) : inner.serve(app, middleware)).pipe(Scope.provide(serving))
+          const group = yield* drainOnClose(quit, connections, options, Scope.close(serving, Exit.void))
+          connections.adopt({ enter: group.enterUnsafe, intercept: intercept(quit, options.health) })
+        }).pipe(Effect.provideService(Quit.Quit, quit))
+    })
+    return Context.make(HttpServer.HttpServer, served).pipe(Context.add(Draining, makeDraining(connections)))
+  }))
+
+/**
+ * `PORT` (default 3000) and `HOST` (default: every interface) from the
+ * environment, through Effect's `Config`.
+ *
+ * @since 0.1.0
+ */
+export const listenConfig: Config.Config<{ readonly port: number; readonly host: string | undefined }> = Config.all({
+  port: Config.Port("PORT").pipe(Config.withDefault(3000)),
+  host: Config.String("HOST").pipe(Config.option, Config.map(Option.getOrUndefined))
+})
+
+/**
+ * {@link layer}, listening where {@link listenConfig} says. Fails with a
+ * `ConfigError` naming the variable when `PORT` is not a port.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { HttpRouter, HttpServerResponse } from "effect/http"
+ * import { createServer } from "node:http"
+ * import { Http, Main } from "effect-graceful"
+ * const Routes = HttpRouter.add("GET", "/", HttpServerResponse.text("hello"))
+ * Main.runMain(HttpRouter.serve(Routes).pipe(Layer.provide(Http.layerConfig(() => createServer(), { health: true }))))
+ * ```
+ * @since 0.1.0
+ */
+export const layerConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options: Omit<EffectOptions, "port" | "host"> = {}) =>
+  Layer.unwrap(Effect.map(listenConfig, (where) => layer(evaluate, { ...options, ...where })))
+
+/**
+ * {@link layerNode}, listening where {@link listenConfig} says. Fails with a
+ * `ConfigError` naming the variable when `PORT` is not a port.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from "node:http"
+ * import { Http, Main } from "effect-graceful"
+ * Main.runMain(Http.layerNodeConfig(() => createServer((_req, res) => res.end("hello"))))
+ * ```
+ * @since 0.1.0
+ */
+export const layerNodeConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options: Omit<NodeOptions, "port" | "host"> = {}) =>
+  Layer.unwrap(Effect.map(listenConfig, (where) => layerNode(evaluate, { ...options, ...where })))

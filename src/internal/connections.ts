@@ -1,0 +1,187 @@
+/**
+ * What a graceful HTTP server must know about its connections, and the ways to
+ * close them. Node keeps most of it (which HTTP/1 sockets are idle, which
+ * streams a session has); we keep the rest: the count of requests in flight,
+ * the latest response of each HTTP/1 connection (to mark it
+ * `Connection: close`), the HTTP/2 sessions (to send them GOAWAY) and the
+ * upgraded sockets (WebSockets), which leave Node's HTTP bookkeeping.
+ *
+ * Everything here is driven by Node's events; nothing polls.
+ *
+ * @internal
+ */
+import { Deferred, Effect, Exit } from "effect"
+import type { EventEmitter } from "node:events"
+import * as Http from "node:http"
+import type * as Http2 from "node:http2"
+import { constants as Http2Constants } from "node:http2"
+import type * as Https from "node:https"
+import type * as Net from "node:net"
+import type { Duplex } from "node:stream"
+
+/** The servers we can drain: node:http, node:https, node:http2 (h2c and TLS). */
+export type NodeServer = Http.Server | Https.Server | Http2.Http2Server | Http2.Http2SecureServer
+
+/** A request as any of those servers emit it. */
+export type Request = Http.IncomingMessage | Http2.Http2ServerRequest
+/** A response as any of those servers emit it. */
+export type Response = Http.ServerResponse | Http2.Http2ServerResponse
+
+// Every server kind is a net.Server; the HTTP/1 ones (and HTTP/2 ones with
+// `allowHTTP1`) also track their connections and can close the idle ones.
+type Managed = Net.Server & {
+  readonly closeIdleConnections?: () => void
+  readonly closeAllConnections?: () => void
+}
+
+type Listener =
+  | ((request: Request, response: Response) => void)
+  | ((request: Request, socket: Duplex, head: Buffer) => void)
+
+/** How the server's requests are counted and what may answer them first. */
+export interface Hooks {
+  /** Counts one unit of work; returns its release. */
+  readonly enter: () => () => void
+  /** Answers a request itself (readiness, liveness) and returns `true`, or lets it through. */
+  readonly intercept?: ((request: Request, response: Response) => boolean) | undefined
+}
+
+/** The connections of one server, from its creation to its close. */
+export class Connections {
+  readonly #server: Managed
+  readonly #controller: AbortController
+  // Keyed by connection, not by response: a response is new with each
+  // request, and hashing a fresh object costs more than the rest of our work
+  // per request; a socket is hashed once for all its keep-alive requests.
+  readonly #latest = new Map<Net.Socket, Http.ServerResponse>()
+  readonly #sessions = new Set<Http2.ServerHttp2Session>()
+  readonly #upgraded = new Set<Duplex>()
+  readonly #closed = Deferred.makeUnsafe<void>()
+  #draining = false
+  // Node's own test of idleness (no request being read, no response being
+  // written) is the one to trust; we only choose the moments to apply it.
+  readonly #closeIdle = () => this.#server.closeIdleConnections?.()
+
+  constructor(server: NodeServer, controller: AbortController) {
+    this.#server = server
+    this.#controller = controller
+    // Listened to before the server listens, so that no session escapes us.
+    this.#server.on("session", (session: Http2.ServerHttp2Session) => {
+      // A TLS handshake may finish after the drain began: GOAWAY at once.
+      if (this.#draining) return void session.close()
+      this.#sessions.add(session)
+      session.once("close", () => this.#sessions.delete(session))
+    })
+  }
+
+  get isDraining(): boolean {
+    return this.#draining
+  }
+
+  /** Aborted when the drain begins. */
+  get signal(): AbortSignal {
+    return this.#controller.signal
+  }
+
+  /** Completes when the listener is closed and every connection is gone. */
+  get awaitClosed(): Effect.Effect<void> {
+    return Deferred.await(this.#closed)
+  }
+
+  /**
+   * Becomes the one listener of `request` (and `checkContinue` and `upgrade`,
+   * when the app listens to them) and forwards to the app's listeners, so that
+   * every request is counted before the app sees it and health probes are
+   * answered without reaching the app. Call it once the app's listeners are on.
+   */
+  adopt(hooks: Hooks): void {
+    const server = this.#server
+    // Called once per request: no rest arguments, no `once` wrappers.
+    const onRequest = (listeners: ReadonlyArray<Function>) => (request: Request, response: Response) => {
+      if (hooks.intercept !== undefined && hooks.intercept(request, response)) return
+      const emitter: EventEmitter = response
+      emitter.on("close", hooks.enter())
+      if (response instanceof Http.ServerResponse) this.#track(response)
+      for (const listener of listeners) listener.call(server, request, response)
+    }
+    const onUpgrade = (listeners: ReadonlyArray<Function>) => (request: Request, socket: Duplex, head: Buffer) => {
+      const release = hooks.enter()
+      this.#upgraded.add(socket)
+      socket.on("close", () => {
+        this.#upgraded.delete(socket)
+        release()
+      })
+      for (const listener of listeners) listener.call(server, request, socket, head)
+    }
+    this.#replace("request", onRequest, true)
+    this.#replace("checkContinue", onRequest, false)
+    this.#replace("upgrade", onUpgrade, false)
+  }
+
+  #track(response: Http.ServerResponse): void {
+    const socket = response.req.socket
+    if (!this.#latest.has(socket)) socket.once("close", () => this.#latest.delete(socket))
+    this.#latest.set(socket, response)
+    if (this.#draining) this.#closeAfter(response)
+  }
+
+  #replace(event: string, dispatch: (listeners: ReadonlyArray<Function>) => Listener, always: boolean): void {
+    const listeners = this.#server.listeners(event)
+    // Node decides from the listener count whether to emit `checkContinue` or
+    // `upgrade` at all; adding one where the app has none would change that.
+    if (listeners.length === 0 && !always) return
+    this.#server.removeAllListeners(event)
+    this.#server.on(event, dispatch(listeners))
+  }
+
+  /**
+   * Begins the drain: the listener closes (new connections are refused) and
+   * Node closes the idle keep-alive sockets; responses in flight will carry
+   * `Connection: close` if their headers are still unsent, and close their
+   * socket when they end; HTTP/2 sessions get GOAWAY, their open streams go on.
+   */
+  drain(): void {
+    if (this.#draining) return
+    this.#draining = true
+    this.#server.close(() => Deferred.doneUnsafe(this.#closed, Exit.void))
+    for (const response of this.#latest.values()) {
+      if (!response.writableFinished) this.#closeAfter(response)
+    }
+    for (const session of this.#sessions) session.close()
+    this.#controller.abort()
+  }
+
+  // HTTP/2 streams need nothing of this: their session's GOAWAY ends the connection.
+  #closeAfter(response: Http.ServerResponse): void {
+    if (!response.headersSent) response.shouldKeepAlive = false
+    // Headers already out said keep-alive (or the app insisted on it): the
+    // socket goes idle when the response ends, and is closed right then.
+    response.once("finish", this.#closeIdle)
+  }
+
+  /**
+   * At the drain timeout: destroys what is still in flight, so that it ends
+   * now. After the drain began, every HTTP/1 connection left has a request in
+   * flight, and every session an open stream.
+   */
+  cut(): void {
+    this.#server.closeAllConnections?.()
+    // CANCEL tells the client its streams were cut, not completed.
+    for (const session of this.#sessions) session.destroy(undefined, Http2Constants.NGHTTP2_CANCEL)
+    for (const socket of this.#upgraded) socket.destroy()
+  }
+
+  /**
+   * After the drain: destroys the connections that are left — with no
+   * response in flight when the drain succeeded (a request never finished
+   * sending, a socket whose last response is flushed), or stuck ones after a
+   * timeout — and every session and upgraded socket.
+   */
+  destroyRest(force: boolean): void {
+    this.#server.closeAllConnections?.()
+    for (const socket of this.#upgraded) socket.destroy()
+    // A session that got GOAWAY closes itself once its streams end, after
+    // flushing them; destroying it earlier could lose the last frames.
+    if (force) for (const session of this.#sessions) session.destroy(undefined, Http2Constants.NGHTTP2_CANCEL)
+  }
+}

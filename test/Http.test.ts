@@ -1,0 +1,267 @@
+/**
+ * Graceful HTTP/1.1 servers with real servers and real clients: the drain of
+ * the issue's scenario, the same drain for Express, Fastify and an Effect
+ * router, sockets that go idle during the drain, metrics, and bind errors.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import express from "express"
+import Fastify from "fastify"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
+import * as NodeHttp from "node:http"
+import * as Net from "node:net"
+import * as Http from "../src/Http.ts"
+import { Quit } from "../src/index.ts"
+import {
+  closedAt,
+  connect,
+  fire,
+  get,
+  launch,
+  metric,
+  openIdle,
+  portOf,
+  awaitPhase,
+  row,
+  signal,
+  withQuit
+} from "./support/http.ts"
+
+const SLOW_MS = 300
+const listenOn = { port: 0, host: "127.0.0.1", backlog: 2048 } as const
+
+interface App {
+  readonly layer: Layer.Layer<never, Http.BindError, Quit.Quit>
+  /** The node server, to read its port and observe its `close`. */
+  readonly server: Net.Server
+  /** Resolves when the slow handler has started. */
+  readonly started: Promise<void>
+}
+
+const nodeApp = (): App => {
+  const started = signal()
+  const server = NodeHttp.createServer((req, res) => {
+    if (req.url !== "/slow") return void res.end("idle")
+    started.resolve()
+    setTimeout(() => res.end("slow"), SLOW_MS)
+  })
+  return { layer: Http.layerNode(() => server, listenOn), server, started: started.promise }
+}
+
+const expressApp = (): App => {
+  const started = signal()
+  const app = express()
+    .get("/idle", (_req, res) => void res.send("idle"))
+    .get("/slow", (_req, res) => {
+      started.resolve()
+      setTimeout(() => res.send("slow"), SLOW_MS)
+    })
+  const server = NodeHttp.createServer(app)
+  return { layer: Http.layerNode(() => server, listenOn), server, started: started.promise }
+}
+
+const fastifyApp = (): App => {
+  const started = signal()
+  const app = Fastify()
+  app.get("/idle", async () => "idle")
+  app.get("/slow", async () => {
+    started.resolve()
+    await new Promise((resolve) => setTimeout(resolve, SLOW_MS))
+    return "slow"
+  })
+  // Fastify made its server already; it is ready to serve once `ready()` resolves.
+  const layer = Layer.unwrap(Effect.promise(() => app.ready()).pipe(Effect.as(Http.layerNode(() => app.server, listenOn))))
+  return { layer, server: app.server, started: started.promise }
+}
+
+const effectApp = (): App => {
+  const started = signal()
+  const server = NodeHttp.createServer()
+  const Routes = Layer.mergeAll(
+    HttpRouter.add("GET", "/idle", HttpServerResponse.text("idle")),
+    HttpRouter.add(
+      "GET",
+      "/slow",
+      Effect.sync(started.resolve).pipe(Effect.andThen(Effect.sleep(SLOW_MS)), Effect.as(HttpServerResponse.text("slow")))
+    )
+  )
+  const layer = HttpRouter.serve(Routes, { disableLogger: true, disableListenLog: true }).pipe(
+    Layer.provide(Http.layer(() => server, listenOn))
+  )
+  return { layer, server, started: started.promise }
+}
+
+describe.each([
+  ["node:http", nodeApp],
+  ["Express", expressApp],
+  ["Fastify", fastifyApp],
+  ["an Effect HttpRouter app", effectApp]
+])("Http: %s", (_, makeApp) => {
+  it.live(
+    `a ${SLOW_MS} ms request in flight and 1,000 idle keep-alive sockets: the idle sockets close at once, new connections are refused, the request completes with 200 and connection: close, the server closes within 250 ms of its end`,
+    () =>
+      withQuit(Effect.gen(function*() {
+        const app = makeApp()
+        const run = yield* launch(app.layer)
+        yield* awaitPhase("running")
+        const port = portOf(app.server)
+        const idle = yield* Effect.promise(() => openIdle(port, 1000))
+        const agent = new NodeHttp.Agent({ keepAlive: true })
+        const slow = get(port, "/slow", agent)
+        yield* Effect.promise(() => app.started)
+        const closed = closedAt(app.server)
+        const firedAt = yield* fire
+        const idleClosedAt = yield* Effect.promise(() => idle.allClosed)
+        const refused = yield* Effect.promise(() => connect(port))
+        const refusedAt = performance.now()
+        const reply = yield* Effect.promise(() => slow)
+        const serverClosedAt = yield* Effect.promise(() => closed)
+        const report = yield* Fiber.join(run)
+        agent.destroy()
+
+        assert.isBelow(idleClosedAt - firedAt, 200, "the idle sockets close at once…")
+        assert.isBelow(idleClosedAt, reply.at, "…not when the request in flight ends")
+        assert.strictEqual(refused, "ECONNREFUSED", "a new connection during the drain is refused, not accepted and reset")
+        assert.isBelow(refusedAt, reply.at, "…while the request is still in flight")
+        assert.isUndefined(reply.error)
+        assert.deepInclude(reply, { status: 200, body: "slow" })
+        assert.strictEqual(reply.headers.connection, "close")
+        assert.isAtLeast(serverClosedAt - reply.at, -5)
+        assert.isBelow(serverClosedAt - reply.at, 250, "no keep-alive linger after the last response")
+        assert.deepInclude(row(report, "http"), { kind: "http", outcome: "done", inFlightAtDrain: 1, inFlightAtEnd: 0 })
+        assert.strictEqual(yield* Effect.promise(() => connect(port)), "ECONNREFUSED")
+      }))
+  )
+})
+
+describe("Http: connections during the drain", () => {
+  it.live("a response whose keep-alive headers went out before the drain closes its socket as soon as it ends, while another request is still in flight", () =>
+    withQuit(Effect.gen(function*() {
+      const started = signal()
+      const longer = signal()
+      const server = NodeHttp.createServer((req, res) => {
+        if (req.url === "/longer") {
+          longer.resolve()
+          return void setTimeout(() => res.end("longer"), 3 * SLOW_MS)
+        }
+        res.writeHead(200, { "content-type": "text/plain" })
+        res.write("first part;")
+        started.resolve()
+        setTimeout(() => res.end("last part"), SLOW_MS)
+      })
+      const run = yield* launch(Http.layerNode(() => server, listenOn))
+      yield* awaitPhase("running")
+      const other = get(portOf(server), "/longer")
+      const socket = Net.connect(portOf(server), "127.0.0.1", () => socket.write("GET / HTTP/1.1\r\nHost: test\r\n\r\n"))
+      let received = ""
+      let endedAt = 0
+      socket.on("data", (chunk) => {
+        received += chunk.toString("latin1")
+        if (received.endsWith("0\r\n\r\n")) endedAt = performance.now()
+      })
+      const socketClosed = new Promise<number>((resolve) => socket.once("close", () => resolve(performance.now())))
+      yield* Effect.promise(() => Promise.all([started.promise, longer.promise]))
+      yield* fire
+      const at = yield* Effect.promise(() => socketClosed)
+      const otherReply = yield* Effect.promise(() => other)
+      const report = yield* Fiber.join(run)
+      assert.match(received, /connection: keep-alive/i, "the headers said keep-alive before the drain")
+      assert.match(received, /last part\r\n0\r\n\r\n$/, "the whole response arrived")
+      assert.isBelow(at - endedAt, 100, "the socket closed right after its response…")
+      assert.isBelow(at, otherReply.at - SLOW_MS, "…not when the drain ended, nor keepAliveTimeout later")
+      assert.deepInclude(row(report, "http"), { outcome: "done", inFlightAtDrain: 2 })
+    })))
+
+  it.live("in-flight requests are an Effect gauge per server; requests started are a counter", () =>
+    withQuit(Effect.gen(function*() {
+      const started = signal()
+      const release = signal()
+      const server = NodeHttp.createServer((req, res) => {
+        if (req.url !== "/hold") return void res.end("quick")
+        started.resolve()
+        void release.promise.then(() => res.end("held"))
+      })
+      const run = yield* launch(Http.layerNode(() => server, { ...listenOn, name: "api" }))
+      yield* awaitPhase("running")
+      const port = portOf(server)
+      yield* Effect.promise(() => get(port, "/quick"))
+      const held = get(port, "/hold")
+      yield* Effect.promise(() => started.promise)
+      assert.strictEqual(yield* metric("effect_graceful_in_flight", { group: "api" }), 1)
+      assert.strictEqual(yield* metric("effect_graceful_units_started_total", { group: "api" }), 2)
+      release.resolve()
+      yield* Effect.promise(() => held)
+      assert.strictEqual(yield* metric("effect_graceful_in_flight", { group: "api" }), 0)
+      yield* fire
+      yield* Fiber.join(run)
+    })))
+})
+
+describe("Http: bind errors", () => {
+  const occupy = Effect.acquireRelease(
+    Effect.callback<Net.Server>((resume) => {
+      const taken = Net.createServer().listen(0, "127.0.0.1", () => resume(Effect.succeed(taken)))
+    }),
+    (taken) => Effect.sync(() => taken.close())
+  )
+  const closer = (log: Array<string>) =>
+    Layer.effectDiscard(Effect.acquireRelease(Effect.sync(() => log.push("acquired")), () => Effect.sync(() => log.push("released"))))
+
+  const build = <A, E>(layer: Layer.Layer<A, E, Quit.Quit>) =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const exit = yield* Layer.buildWithScope(layer, scope).pipe(Effect.exit)
+      yield* Scope.close(scope, Exit.void)
+      return exit
+    })
+
+  it.live.each([
+    ["layerNode", (port: number) => Http.layerNode(() => NodeHttp.createServer(), { port, host: "127.0.0.1" })],
+    ["layer", (port: number) => Http.layer(() => NodeHttp.createServer(), { port, host: "127.0.0.1" })]
+  ] as const)("%s: a port in use fails with BindError naming the address; what else was acquired is released", ([_, make]) =>
+    withQuit(Effect.gen(function*() {
+      const taken = yield* occupy
+      const port = portOf(taken)
+      const log: Array<string> = []
+      const exit = yield* build(Layer.mergeAll(closer(log), make(port)))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      assert.instanceOf(error, Http.BindError)
+      assert.deepInclude(error as Http.BindError, { _tag: "BindError", address: `127.0.0.1:${port}`, code: "EADDRINUSE" })
+      assert.strictEqual((error as Http.BindError).message, `cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)`)
+      assert.deepStrictEqual(log, ["acquired", "released"])
+    }).pipe(Effect.scoped)))
+
+  it.live("an address that is not this host's fails with BindError (EADDRNOTAVAIL)", () =>
+    withQuit(Effect.gen(function*() {
+      const exit = yield* build(Http.layerNode(() => NodeHttp.createServer(), { port: 0, host: "203.0.113.7" }))
+      const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      assert.instanceOf(error, Http.BindError)
+      assert.deepInclude(error as Http.BindError, { address: "203.0.113.7:0", code: "EADDRNOTAVAIL" })
+    })))
+})
+
+describe("Http: listening where the environment says", () => {
+  const env = (vars: Record<string, string>) => Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: vars }))
+
+  it.live.each([
+    ["layerNodeConfig", (server: NodeHttp.Server) => Http.layerNodeConfig(() => server)],
+    ["layerConfig", (server: NodeHttp.Server) => Http.layerConfig(() => server)]
+  ] as const)("%s reads PORT and HOST; a PORT that is not a port fails with a ConfigError naming it", ([, make]) =>
+    withQuit(Effect.gen(function*() {
+      const free = yield* Effect.promise(() =>
+        new Promise<number>((resolve) => {
+          const probe = Net.createServer().listen(0, "127.0.0.1", () => {
+            const port = portOf(probe)
+            probe.close(() => resolve(port))
+          })
+        })
+      )
+      const server = NodeHttp.createServer((_req, res) => res.end("configured"))
+      yield* Layer.build(make(server)).pipe(env({ PORT: String(free), HOST: "127.0.0.1" }))
+      assert.deepStrictEqual(server.address(), { address: "127.0.0.1", family: "IPv4", port: free })
+      const bad = yield* Layer.build(make(NodeHttp.createServer())).pipe(env({ PORT: "eighty" }), Effect.flip)
+      assert.strictEqual(bad._tag, "ConfigError")
+      assert.include(String(bad), "PORT")
+    })).pipe(Effect.scoped))
+})
