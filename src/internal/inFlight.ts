@@ -7,24 +7,27 @@
  */
 import type { Context, Fiber } from "effect"
 import { Effect, Latch, Metric } from "effect"
+import { constVoid } from "effect/Function"
 
-// Attributes are given at creation rather than with `Metric.withAttributes`:
-// each unit updates these on its hot path, and the wrapper costs ~3x per update.
-const metrics = (group: string) => {
-  const attributes = { group }
-  return {
-    gauge: Metric.gauge("effect_graceful_in_flight", { description: "Units of work in flight, per group", attributes }),
-    started: Metric.counter("effect_graceful_units_started_total", {
-      description: "Units of work started, per group",
-      incremental: true,
-      attributes
-    }),
-    cut: Metric.counter("effect_graceful_units_cut_total", {
-      description: "Units of work cut at the drain timeout, per group",
-      incremental: true,
-      attributes
+// The series are read from the counter when metrics are collected, not
+// updated on every unit: counting stays a few integer operations per unit,
+// whatever the number of requests or jobs. A later group of the same name
+// takes the series over.
+const register = (inFlight: InFlight, context: Context.Context<never>): void => {
+  const attributes = { group: inFlight.name }
+  const counter = (name: string, description: string, read: () => number) =>
+    Metric.registerUnsafe(Metric.counter(name, { description, incremental: true, attributes }), context, {
+      get: () => ({ count: read(), incremental: true }),
+      update: constVoid,
+      modify: constVoid
     })
-  }
+  Metric.registerUnsafe(
+    Metric.gauge("effect_graceful_in_flight", { description: "Units of work in flight, per group", attributes }),
+    context,
+    { get: () => ({ value: inFlight.count }), update: constVoid, modify: constVoid }
+  )
+  counter("effect_graceful_units_started_total", "Units of work started, per group", () => inFlight.started)
+  counter("effect_graceful_units_cut_total", "Units of work cut at the drain timeout, per group", () => inFlight.cutTotal)
 }
 
 /** @internal */
@@ -38,18 +41,11 @@ export class InFlight {
   // A fiber may run several counted units of one group at once (nested
   // `track`), so we keep a multiplicity per fiber.
   readonly #fibers = new Map<Fiber.Fiber<unknown, unknown>, number>()
-  readonly #context: Context.Context<never>
-  readonly #gauge: Metric.Metric<number, Metric.GaugeState<number>>
-  readonly #started_: Metric.Metric<number, Metric.CounterState<number>>
-  readonly #cut: Metric.Metric<number, Metric.CounterState<number>>
+  #cutTotal = 0
 
   constructor(name: string, context: Context.Context<never>) {
     this.name = name
-    this.#context = context
-    const { cut, gauge, started } = metrics(name)
-    this.#gauge = gauge
-    this.#started_ = started
-    this.#cut = cut
+    register(this, context)
   }
 
   get count(): number {
@@ -60,19 +56,20 @@ export class InFlight {
     return this.#started
   }
 
+  get cutTotal(): number {
+    return this.#cutTotal
+  }
+
   /** Counts one unit; the returned release is idempotent. */
   enter(): () => void {
     this.#count++
     this.#started++
     if (this.#count === 1) this.#idle.closeUnsafe()
-    this.#gauge.updateUnsafe(this.#count, this.#context)
-    this.#started_.updateUnsafe(1, this.#context)
     let released = false
     return () => {
       if (released) return
       released = true
       this.#count--
-      this.#gauge.updateUnsafe(this.#count, this.#context)
       if (this.#count === 0) this.#idle.openUnsafe()
     }
   }
@@ -111,7 +108,7 @@ export class InFlight {
   cut(): number {
     const inFlight = this.#count
     for (const fiber of this.#fibers.keys()) fiber.interruptUnsafe()
-    if (inFlight > 0) this.#cut.updateUnsafe(inFlight, this.#context)
+    this.#cutTotal += inFlight
     return inFlight
   }
 }
