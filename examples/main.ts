@@ -1,62 +1,55 @@
 /**
- * The example service: a plain node:http server whose requests are counted, a
- * background worker that finishes its current unit, and a "database" closed
- * last — composed as layers and run by Main.runMain.
+ * The example service — the project's main job (`npm start`):
  *
- *   npm start                      # then Ctrl-C, or: kill -TERM <pid>
- *   curl 'localhost:8080/work?ms=3000' & sleep 0.5; kill -TERM <pid>
+ * - an Effect HTTP API (`Http.layer`) on PORT (8080): /work, /jobs, /jobs/stats,
+ *   /readyz, /livez;
+ * - an Express app (`Http.layerNode`) on WEB_PORT (8081);
+ * - a gRPC service with health on GRPC_PORT (50051);
+ * - a worker pool consuming a durable SQLite job queue (JOBS_DB, jobs.db);
+ * - the database, closed after everything that uses it.
  *
- * Environment: PORT (8080), DRAIN_DELAY, DRAIN_TIMEOUT, SHUTDOWN_TIMEOUT, LOG_FORMAT.
+ * Ctrl-C (SIGINT) or SIGTERM drains it and prints the shutdown report. Try:
+ *
+ *   curl 'localhost:8080/work?ms=5000' & sleep 1; kill -TERM <pid>
+ *
+ * Settings: PORT, WEB_PORT, GRPC_PORT, HEALTH_PORT (probes on a port of their
+ * own), JOBS_DB, WORKERS, JOB_MS, DRAIN_DELAY, DRAIN_TIMEOUT, SHUTDOWN_TIMEOUT,
+ * LOG_FORMAT=json.
  */
-import { Config, Effect, Layer } from "effect"
-import { createServer } from "node:http"
+import { Context, Effect, Layer } from "effect"
+import { HttpServer } from "effect/http"
 import type { AddressInfo } from "node:net"
-import { Main, Quit } from "../src/index.ts"
+import * as Grpc from "../src/Grpc.ts"
+import { Health, Main } from "../src/index.ts"
+import { Api } from "./service/api.ts"
+import { ServiceConfig } from "./service/config.ts"
+import { Rpc } from "./service/grpc.ts"
+import { Database, Workers } from "./service/jobs.ts"
+import { Web, webServer } from "./service/web.ts"
 
-const Database = Layer.effectDiscard(Effect.gen(function*() {
-  yield* Effect.log("database opened")
-  yield* Quit.addCloser("database", Effect.sleep("50 millis").pipe(Effect.andThen(Effect.log("database closed"))))
-}))
-
-const Http = Layer.effectDiscard(Effect.gen(function*() {
-  const port = yield* Config.Int("PORT").pipe(Config.withDefault(8080))
-  const quit = yield* Quit.Quit
-  const server = createServer()
-  const requests = yield* Quit.group("http", {
-    kind: "http",
-    onStop: Effect.callback<void>((resume) => {
-      server.close(() => resume(Effect.void))
-      server.closeIdleConnections()
+const App = Layer.unwrap(Effect.gen(function*() {
+  const config = yield* ServiceConfig
+  const Probes = config.healthPort === undefined ? Layer.empty : Health.layer({ port: config.healthPort })
+  return Layer.mergeAll(
+    Api(config.port),
+    Web(config.webPort),
+    Rpc(config.grpcPort),
+    Workers(config.workers, config.jobMillis),
+    Probes
+  ).pipe(
+    // One line with the ports actually bound (PORT=0 picks free ones).
+    Layer.tap((context) => {
+      const api = Context.get(context, HttpServer.HttpServer).address
+      const ports = [
+        `api=${"port" in api ? api.port : api.path}`,
+        `web=${(webServer.address() as AddressInfo).port}`,
+        `grpc=${Context.get(context, Grpc.Server).port}`,
+        ...(config.healthPort === undefined ? [] : [`health=${config.healthPort}`])
+      ]
+      return Effect.logInfo(`example service listening: ${ports.join(" ")} jobs=${config.database}`)
     }),
-    onCut: Effect.sync(() => server.closeAllConnections())
-  })
-  server.on("request", (req, res) => {
-    const done = requests.enterUnsafe()
-    res.on("close", done)
-    const ms = Number(new URL(req.url ?? "/", "http://x").searchParams.get("ms") ?? 0)
-    setTimeout(() => {
-      // While draining, tell keep-alive clients not to reuse this connection.
-      if (quit.hasFired()) res.setHeader("connection", "close")
-      res.end(`worked ${ms} ms\n`)
-    }, ms)
-  })
-  yield* Effect.callback<void, Error>((resume) => {
-    server.once("error", (error) => resume(Effect.fail(error)))
-    server.listen(port, () => resume(Effect.void))
-  })
-  yield* Effect.log(`http listening on port ${(server.address() as AddressInfo).port}`)
+    Layer.provide(Database(config.database))
+  )
 }))
 
-const Worker = Layer.effectDiscard(Effect.gen(function*() {
-  const worker = yield* Quit.group("ticker", { kind: "worker" })
-  const unit = Effect.sleep("1 second").pipe(Effect.andThen(Effect.logDebug("tick")))
-  // Detached from the scope: the group's close stops the loop after its
-  // current unit, and only the drain timeout may cut that unit.
-  yield* Effect.gen(function*() {
-    while (!(yield* worker.isClosing)) {
-      yield* worker.track(unit)
-    }
-  }).pipe(Effect.forkDetach)
-}))
-
-Main.runMain(Layer.mergeAll(Http, Worker).pipe(Layer.provide(Database)))
+Main.runMain(App)

@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import type { Layer } from "effect"
-import { Cause, Duration, Effect, Exit, Fiber, Layer as L } from "effect"
+import { Cause, Config, Duration, Effect, Exit, Fiber, Layer as L } from "effect"
 import { constants } from "node:os"
 import { drain, type QuitImpl } from "./internal/quit.ts"
 import { Quit } from "./Quit.ts"
@@ -96,7 +96,10 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
     }
     const programExit = fiber.pollUnsafe()
     if (programExit !== undefined && Exit.isFailure(programExit) && !Cause.hasInterruptsOnly(programExit.cause)) {
-      yield* Effect.logError("the program failed", programExit.cause)
+      const error = Cause.squash(programExit.cause)
+      yield* error instanceof Config.ConfigError
+        ? Effect.logError(`invalid configuration: ${error.message}`)
+        : Effect.logError("the program failed", programExit.cause)
     }
     quit.setPhase("stopped")
     const rows = quit.rows()

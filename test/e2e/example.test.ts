@@ -1,9 +1,14 @@
 /**
- * The README's first command starts examples/main.ts: it serves, and a real
- * SIGTERM drains it — the request in flight completes — and it exits 0.
+ * The README's first command starts examples/main.ts. It logs the ports it
+ * bound in one line; a real SIGTERM drains it (the request in flight
+ * completes with `Connection: close`) and it exits 0 with the report. Bad
+ * configuration stops it before anything listens.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import { mkdtempSync } from "node:fs"
 import { request } from "node:http"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { type Child, start } from "./harness.ts"
 
@@ -13,26 +18,49 @@ afterEach(() => child?.process.kill("SIGKILL"))
 
 const get = (port: number, path: string) =>
   new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
-    request({ port, path }, (res) => {
+    request({ host: "127.0.0.1", port, path }, (res) => {
       let body = ""
       res.on("data", (chunk) => body += chunk)
       res.on("end", () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body }))
     }).on("error", reject).end()
   })
 
+const env = () => ({ PORT: "0", WEB_PORT: "0", GRPC_PORT: "0", JOBS_DB: join(mkdtempSync(join(tmpdir(), "example-")), "jobs.db") })
+
 describe("the example service", () => {
-  it("serves, drains a request in flight on SIGTERM, prints the report and exits 0", async () => {
-    child = start(main, { PORT: "0" })
-    await child.waitFor(/http listening on port \d+/)
-    const port = Number(/http listening on port (\d+)/.exec(child.output())![1])
-    const inFlight = get(port, "/work?ms=500")
+  it("logs its bound ports, drains a request in flight on SIGTERM, prints the report and exits 0", async () => {
+    child = start(main, env())
+    await child.waitFor(/example service listening: api=\d+ web=\d+ grpc=\d+/)
+    const [, api, web] = /api=(\d+) web=(\d+)/.exec(child.output())!.map(Number)
+    assert.deepStrictEqual(await get(web!, "/hello"), { status: 200, connection: "keep-alive", body: "hello from express\n" })
+    const inFlight = get(api!, "/work?ms=500")
     await new Promise((resolve) => setTimeout(resolve, 100))
     child.signal("SIGTERM")
-    const response = await inFlight
-    assert.deepStrictEqual(response, { status: 200, connection: "close", body: "worked 500 ms\n" })
+    assert.deepStrictEqual(await inFlight, { status: 200, connection: "close", body: "worked 500 ms\n" })
     const { code } = await child.exited()
-    assert.strictEqual(code, 0, child.output())
-    assert.match(child.output(), /http\s+http\s+done\s+\d+\s+1 → 0/)
-    assert.match(child.output(), /database\s+closer\s+done/)
+    const output = child.output()
+    assert.strictEqual(code, 0, output)
+    for (const [name, kind] of [["api", "http"], ["web", "http"], ["grpc", "grpc"], ["jobs", "worker"], ["jobs db", "closer"]]) {
+      assert.match(output, new RegExp(`\\n  ${name}\\s+${kind}\\s+done`), `${name} closed`)
+    }
+    assert.match(output, /api\s+http\s+done\s+\d+\s+1 → 0/)
+  })
+
+  it("answers bad parameters with 400 and a reason", async () => {
+    child = start(main, env())
+    await child.waitFor(/example service listening/)
+    const [, api] = /api=(\d+)/.exec(child.output())!.map(Number)
+    const response = await get(api!, "/work?ms=soon")
+    assert.strictEqual(response.status, 400)
+    assert.strictEqual(response.body, "bad parameter ms: expected an integer from 0 to 60000\n")
+  })
+
+  it("bad configuration stops it with exit 1 before anything listens", async () => {
+    child = start(main, { ...env(), GRPC_PORT: "70000" })
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.match(output, /invalid configuration: .*Expected a port number\s+at \["GRPC_PORT"\]/)
+    assert.notInclude(output, "listening")
   })
 })

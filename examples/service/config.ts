@@ -1,0 +1,26 @@
+/**
+ * The example service's settings, from the environment through Effect's
+ * `Config`. The shutdown timing (DRAIN_DELAY, DRAIN_TIMEOUT, SHUTDOWN_TIMEOUT)
+ * is read by `Main.runMain` itself.
+ */
+import { Config, Option, Schema } from "effect"
+
+/** A port; 0 asks the system for a free one. */
+const port = (name: string, fallback: number) => Config.schema(Schema.Port, name).pipe(Config.withDefault(fallback))
+
+export const ServiceConfig = Config.all({
+  /** The Effect HTTP API: /work, /jobs, /jobs/stats, /readyz, /livez. */
+  port: port("PORT", 8080),
+  /** The Express app: /hello, /work. */
+  webPort: port("WEB_PORT", 8081),
+  grpcPort: port("GRPC_PORT", 50051),
+  /** Readiness and liveness on a port of their own as well, when set. */
+  healthPort: Config.schema(Schema.Port, "HEALTH_PORT").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  /** The SQLite file of the job queue. */
+  database: Config.String("JOBS_DB").pipe(Config.withDefault("jobs.db")),
+  workers: Config.Int("WORKERS").pipe(Config.withDefault(4)),
+  /** How long one job takes to process, in milliseconds. */
+  jobMillis: Config.Int("JOB_MS").pipe(Config.withDefault(20))
+})
+
+export type ServiceConfig = Config.Success<typeof ServiceConfig>

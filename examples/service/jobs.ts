@@ -1,0 +1,23 @@
+/**
+ * The job queue of the example: a SQLite file (the database, closed last, as a
+ * closer) and a pool of workers. Each job's result is written in the
+ * transaction that marks it done, so a job is recorded exactly once or stays
+ * pending — whatever moment a SIGTERM (or SIGKILL) arrives.
+ */
+import { Effect } from "effect"
+import type { DatabaseSync } from "node:sqlite"
+import { JobQueue } from "../../src/index.ts"
+
+const createResults = (db: DatabaseSync) =>
+  db.exec("CREATE TABLE IF NOT EXISTS results (job INTEGER NOT NULL, pid INTEGER NOT NULL, done_at INTEGER NOT NULL)")
+
+/** The queue, in the SQLite file at `path`. */
+export const Database = (path: string) => JobQueue.layer({ path, setup: createResults, pollInterval: "200 millis" })
+
+/** `workers` fibers, each processing a job in `jobMillis`. */
+export const Workers = (workers: number, jobMillis: number) =>
+  JobQueue.worker("jobs", () => Effect.as(Effect.sleep(jobMillis), process.pid), {
+    workers,
+    commit: (db, job, pid) =>
+      db.prepare("INSERT INTO results (job, pid, done_at) VALUES (?, ?, ?)").run(job.id, pid, Date.now())
+  })
