@@ -1,0 +1,26 @@
+import express from "express"
+import { Effect, Layer, Schedule, Stream } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
+import { createServer } from "node:http"
+import { Health, Http, Main } from "effect-graceful"
+
+// An Effect app: a drop-in for NodeHttpServer.layer.
+const events = Stream.fromSchedule(Schedule.spaced("1 second")).pipe(Stream.map((n) => `data: ${n}\n\n`))
+const Routes = Layer.mergeAll(
+  HttpRouter.add("GET", "/", HttpServerResponse.text("hello")),
+  // A long-lived response that ends itself, with a last event, when the server drains.
+  HttpRouter.add("GET", "/events", Effect.map(
+    Http.endOnDrain(events, "event: bye\ndata: draining\n\n"),
+    (stream) => HttpServerResponse.stream(Stream.encodeText(stream), { contentType: "text/event-stream" })
+  ))
+)
+const Api = HttpRouter.serve(Routes).pipe(Layer.provide(Http.layer(() => createServer(), { port: 8080, name: "api" })))
+
+// Any framework's Node server: Express, Koa, Fastify (`fastify.server`), node:http, node:http2.
+const app = express().get("/", (_request, response) => response.send("hello from express"))
+const Web = Http.layerNode(() => createServer(app), { port: 8081, name: "web" })
+
+// Readiness and liveness on a port of their own, open through the whole shutdown.
+const Probes = Health.layer({ port: 9000 })
+
+Main.runMain(Layer.mergeAll(Api, Web, Probes), { drainDelay: "5 seconds", drainTimeout: "20 seconds" })
