@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url"
-import { defineConfig } from "vitest/config"
+import { configDefaults, defineConfig } from "vitest/config"
 
 export default defineConfig({
   resolve: {
@@ -11,6 +11,9 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts", "examples/readme/*.test.ts"],
+    // The reliability scenarios that need more than Node and loopback (HAProxy)
+    // run only in the full suite: npm run test:reliability.
+    exclude: [...configDefaults.exclude, "test/reliability/full/**"],
     testTimeout: 30_000,
     hookTimeout: 30_000
   }

@@ -13,6 +13,7 @@ import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { fileURLToPath } from "node:url"
 import { type Sample, startLoad, workClient } from "./demo/load.ts"
+import { listeningPorts, type Ports } from "./service/ports.ts"
 
 export interface DemoOptions {
   readonly httpClients: number
@@ -45,6 +46,11 @@ interface Counts {
 export interface DemoResult {
   /** Requests sent before the signal: every one must end ok. */
   readonly beforeSignal: Counts
+  readonly beforeSignalByKind: { readonly http: Counts; readonly grpc: Counts }
+  /** How each request sent before the signal that did not end ok ended, if any did. */
+  readonly failuresBeforeSignal: ReadonlyArray<string>
+  /** HTTP connections the clients had opened when the signal was sent. */
+  readonly connectionsAtSignal: number
   readonly inFlightAtSignal: number
   readonly inFlightFinishedOk: number
   /** Requests sent after the signal: served through the drain delay, then refused. */
@@ -67,6 +73,9 @@ export interface DemoResult {
 }
 
 const main = fileURLToPath(new URL("./main.ts", import.meta.url))
+/** Past these, a service that has not started, or not exited after its signal, is killed and the run fails. */
+const START_BOUND_MS = 30_000
+const EXIT_BOUND_MS = 60_000
 
 const startService = (env: Record<string, string>) => {
   const child = spawn(process.execPath, [main], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
@@ -78,13 +87,19 @@ const startService = (env: Record<string, string>) => {
     child.on("exit", () => at = performance.now())
     child.on("close", (code) => resolve({ code, at }))
   })
-  const ports = new Promise<{ api: number; web: number; grpc: number }>((resolve, reject) => {
+  const ports = new Promise<Ports>((resolve, reject) => {
+    const bound = setTimeout(() => child.kill("SIGKILL"), START_BOUND_MS)
     const check = () => {
-      const match = /listening: api=(\d+) web=(\d+) grpc=(\d+)/.exec(output)
-      if (match !== null) resolve({ api: Number(match[1]), web: Number(match[2]), grpc: Number(match[3]) })
+      const found = listeningPorts(output)
+      if (found === undefined) return
+      clearTimeout(bound)
+      resolve(found)
     }
     child.stdout.on("data", check)
-    void exited.then(() => reject(new Error(`the service exited before listening:\n${output}`)))
+    void exited.then(() => {
+      clearTimeout(bound)
+      reject(new Error(`the service exited before listening:\n${output}`))
+    })
   })
   return { child, ports, exited, output: () => output }
 }
@@ -118,7 +133,12 @@ const count = (samples: ReadonlyArray<Sample>) => ({
   failed: samples.filter((s) => s.outcome !== "ok").length
 })
 
-const readJobs = (path: string, enqueued: number) => {
+/**
+ * The job queue's state from its SQLite file: counts by state, and what
+ * breaks the promise — lost (enqueued but missing, done without its result,
+ * a result for a job not done) and done twice (more than one result).
+ */
+export const readJobs = (path: string, enqueued: number): DemoResult["jobs"] => {
   const db = new DatabaseSync(path, { readOnly: true })
   const states = Object.fromEntries(
     (db.prepare("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").all() as Array<{ state: string; n: number }>)
@@ -152,7 +172,7 @@ const readJobs = (path: string, enqueued: number) => {
 export const runDemo = async (options: DemoOptions = defaults): Promise<DemoResult> => {
   const dir = mkdtempSync(join(tmpdir(), "effect-graceful-demo-"))
   const database = join(dir, "jobs.db")
-  const service = startService({ ...options.env, PORT: "0", WEB_PORT: "0", GRPC_PORT: "0", JOBS_DB: database })
+  const service = startService({ ...options.env, HOST: "127.0.0.1", PORT: "0", WEB_PORT: "0", GRPC_PORT: "0", JOBS_DB: database })
   let child: ChildProcess | undefined = service.child
   try {
     const ports = await service.ports
@@ -162,11 +182,14 @@ export const runDemo = async (options: DemoOptions = defaults): Promise<DemoResu
     const stream = countStream(ports.grpc)
     options.print(`load: ${options.httpClients} HTTP and ${options.grpcClients} gRPC clients; ${enqueued} jobs enqueued`)
     await new Promise((resolve) => setTimeout(resolve, options.loadMillis))
+    const connectionsAtSignal = load.connections()
     const signalAt = performance.now()
     service.child.kill("SIGTERM")
     options.print(`SIGTERM sent after ${options.loadMillis} ms of load`)
     const readiness = await readinessFlip(ports.api, 1000)
+    const bound = setTimeout(() => service.child.kill("SIGKILL"), EXIT_BOUND_MS)
     const { at, code } = await service.exited
+    clearTimeout(bound)
     child = undefined
     await load.stop()
     const before = load.samples.filter((s) => s.sentAt < signalAt)
@@ -175,6 +198,12 @@ export const runDemo = async (options: DemoOptions = defaults): Promise<DemoResu
     const report = service.output().slice(service.output().indexOf("shutdown report"))
     return {
       beforeSignal: count(before),
+      beforeSignalByKind: {
+        http: count(before.filter((s) => s.kind === "http")),
+        grpc: count(before.filter((s) => s.kind === "grpc"))
+      },
+      failuresBeforeSignal: before.filter((s) => s.outcome !== "ok").map((s) => `${s.kind} ${s.outcome}: ${s.detail}`),
+      connectionsAtSignal,
       inFlightAtSignal: inFlight.length,
       inFlightFinishedOk: inFlight.filter((s) => s.outcome === "ok").length,
       afterSignal: {

@@ -12,44 +12,11 @@
  *
  *   curl 'localhost:8080/work?ms=5000' & sleep 1; kill -TERM <pid>
  *
- * Settings: PORT, WEB_PORT, GRPC_PORT, HEALTH_PORT (probes on a port of their
- * own), JOBS_DB, WORKERS, JOB_MS, DRAIN_DELAY, DRAIN_TIMEOUT, SHUTDOWN_TIMEOUT,
- * LOG_FORMAT=json.
+ * Settings: PORT, WEB_PORT, GRPC_PORT, HOST, HEALTH_PORT (probes on a port of
+ * their own), JOBS_DB, JOBS_LEASE, WORKERS, JOB_MS, DRAIN_DELAY, DRAIN_TIMEOUT,
+ * SHUTDOWN_TIMEOUT, LOG_FORMAT=json.
  */
-import { Context, Effect, Layer } from "effect"
-import { HttpServer } from "effect/http"
-import type { AddressInfo } from "node:net"
-import * as Grpc from "../src/Grpc.ts"
-import { Health, Main } from "../src/index.ts"
-import { Api } from "./service/api.ts"
-import { ServiceConfig } from "./service/config.ts"
-import { Rpc } from "./service/grpc.ts"
-import { Database, Workers } from "./service/jobs.ts"
-import { Web, webServer } from "./service/web.ts"
-
-const App = Layer.unwrap(Effect.gen(function*() {
-  const config = yield* ServiceConfig
-  const Probes = config.healthPort === undefined ? Layer.empty : Health.layer({ port: config.healthPort })
-  return Layer.mergeAll(
-    Api(config.port),
-    Web(config.webPort),
-    Rpc(config.grpcPort),
-    Workers(config.workers, config.jobMillis),
-    Probes
-  ).pipe(
-    // One line with the ports actually bound (PORT=0 picks free ones).
-    Layer.tap((context) => {
-      const api = Context.get(context, HttpServer.HttpServer).address
-      const ports = [
-        `api=${"port" in api ? api.port : api.path}`,
-        `web=${(webServer.address() as AddressInfo).port}`,
-        `grpc=${Context.get(context, Grpc.Server).port}`,
-        ...(config.healthPort === undefined ? [] : [`health=${config.healthPort}`])
-      ]
-      return Effect.logInfo(`example service listening: ${ports.join(" ")} jobs=${config.database}`)
-    }),
-    Layer.provide(Database(config.database))
-  )
-}))
+import { Main } from "../src/index.ts"
+import { App } from "./service/app.ts"
 
 Main.runMain(App)

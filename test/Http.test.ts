@@ -126,7 +126,10 @@ describe.each([
         assert.isUndefined(reply.error)
         assert.deepInclude(reply, { status: 200, body: "slow" })
         assert.strictEqual(reply.headers.connection, "close")
-        assert.isAtLeast(serverClosedAt - reply.at, -5)
+        // Client and server share this process: under load the server's `close`
+        // may be seen a few ms before the client has read the last bytes, so the
+        // lower bound only rules out a close well before the response ended.
+        assert.isAtLeast(serverClosedAt - reply.at, -50)
         assert.isBelow(serverClosedAt - reply.at, 250, "no keep-alive linger after the last response")
         assert.deepInclude(row(report, "http"), { kind: "http", outcome: "done", inFlightAtDrain: 1, inFlightAtEnd: 0 })
         assert.strictEqual(yield* Effect.promise(() => connect(port)), "ECONNREFUSED")

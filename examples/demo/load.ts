@@ -6,6 +6,7 @@
 import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
 import { Agent, request } from "node:http"
+import type { Socket } from "node:net"
 import { fileURLToPath } from "node:url"
 
 /** How a request ended. `refused`: no connection could be made (the listener was closed). */
@@ -21,6 +22,8 @@ export interface Sample {
 
 export interface Load {
   readonly samples: Array<Sample>
+  /** How many HTTP connections the clients have opened so far. */
+  readonly connections: () => number
   /** Stops the loops; resolves when every request has ended. */
   readonly stop: () => Promise<void>
 }
@@ -28,9 +31,9 @@ export interface Load {
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const randomWork = (maxMs: number) => Math.floor(Math.random() * maxMs)
 
-const httpGet = (agent: Agent, port: number, path: string) =>
+const httpGet = (agent: Agent, port: number, path: string, sockets: Set<Socket>) =>
   new Promise<{ outcome: Outcome; detail: string }>((resolve) => {
-    request({ host: "127.0.0.1", port, path, agent }, (response) => {
+    const sent = request({ host: "127.0.0.1", port, path, agent }, (response) => {
       response.resume()
       response.on("end", () =>
         resolve(
@@ -45,7 +48,9 @@ const httpGet = (agent: Agent, port: number, path: string) =>
           ? { outcome: "refused", detail: "ECONNREFUSED" }
           : { outcome: error.code === "ECONNRESET" ? "reset" : "failed", detail: error.code ?? error.message }
       )
-    ).end()
+    )
+    sent.on("socket", (socket) => sockets.add(socket))
+    sent.end()
   })
 
 const proto = fileURLToPath(new URL("../proto/work.proto", import.meta.url))
@@ -63,7 +68,8 @@ export const workClient = (port: number): WorkClient => {
   return new Work(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as WorkClient
 }
 
-const grpcWork = (client: WorkClient, ms: number) =>
+/** One Work call: how it ended (`detail` is the gRPC status name). */
+export const grpcWork = (client: WorkClient, ms: number) =>
   new Promise<{ outcome: Outcome; detail: string }>((resolve) => {
     client.Work({ ms }, (error) => {
       if (error === null) return resolve({ outcome: "ok", detail: "OK" })
@@ -85,7 +91,8 @@ export const startLoad = (
 ): Load => {
   const samples: Array<Sample> = []
   let running = true
-  const agent = new Agent({ keepAlive: true, maxSockets: options.http })
+  const agent = new Agent({ keepAlive: true, maxSockets: Math.max(1, options.http) })
+  const sockets = new Set<Socket>()
   const client = workClient(ports.grpc)
   const loop = async (kind: "http" | "grpc", i: number) => {
     while (running) {
@@ -93,7 +100,7 @@ export const startLoad = (
       const ms = randomWork(options.maxWorkMs)
       const result = kind === "grpc"
         ? await grpcWork(client, ms)
-        : await httpGet(agent, i % 2 === 0 ? ports.api : ports.web, `/work?ms=${ms}`)
+        : await httpGet(agent, i % 2 === 0 ? ports.api : ports.web, `/work?ms=${ms}`, sockets)
       samples.push({ kind, sentAt, endedAt: performance.now(), ...result })
       if (result.outcome !== "ok") await pause(25)
     }
@@ -104,6 +111,7 @@ export const startLoad = (
   ]
   return {
     samples,
+    connections: () => sockets.size,
     stop: async () => {
       running = false
       await Promise.all(loops)

@@ -3,7 +3,8 @@
  * `Config`. The shutdown timing (DRAIN_DELAY, DRAIN_TIMEOUT, SHUTDOWN_TIMEOUT)
  * is read by `Main.runMain` itself.
  */
-import { Config, Option, Schema } from "effect"
+import { Config, Duration, Option, Schema } from "effect"
+import { Options } from "../../src/index.ts"
 
 /** A port; 0 asks the system for a free one. */
 const port = (name: string, fallback: number) => Config.schema(Schema.Port, name).pipe(Config.withDefault(fallback))
@@ -14,10 +15,14 @@ export const ServiceConfig = Config.all({
   /** The Express app: /hello, /work. */
   webPort: port("WEB_PORT", 8081),
   grpcPort: port("GRPC_PORT", 50051),
+  /** The address every server binds; default: all interfaces. */
+  host: Config.String("HOST").pipe(Config.option, Config.map(Option.getOrUndefined)),
   /** Readiness and liveness on a port of their own as well, when set. */
   healthPort: Config.schema(Schema.Port, "HEALTH_PORT").pipe(Config.option, Config.map(Option.getOrUndefined)),
   /** The SQLite file of the job queue. */
   database: Config.String("JOBS_DB").pipe(Config.withDefault("jobs.db")),
+  /** How long a job's claim outlives a process killed with SIGKILL (renewed while it lives). */
+  jobsLease: Options.Duration("JOBS_LEASE").pipe(Config.withDefault(Duration.seconds(30))),
   workers: Config.Int("WORKERS").pipe(Config.withDefault(4)),
   /** How long one job takes to process, in milliseconds. */
   jobMillis: Config.Int("JOB_MS").pipe(Config.withDefault(20))

@@ -43,6 +43,6 @@ const count = Grpc.serverStream(({ every_ms, n }: WorkApi["Count"]["request"], c
   })
 )
 
-export const Rpc = (port: number) =>
+export const Rpc = (port: number, host?: string) =>
   Layer.unwrap(Effect.map(Grpc.loadService<WorkApi>(proto, "example.Work"), (Work) =>
-    Grpc.layer({ port, name: "grpc", services: [Grpc.service(Work, { Work: work, Count: count })] })))
+    Grpc.layer({ port, host, name: "grpc", services: [Grpc.service(Work, { Work: work, Count: count })] })))

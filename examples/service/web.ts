@@ -25,4 +25,4 @@ const app = express()
 /** The server is made here so that the example can log the port it bound. */
 export const webServer: Server = createServer(app)
 
-export const Web = (port: number) => Http.layerNode(() => webServer, { port, name: "web" })
+export const Web = (port: number, host?: string) => Http.layerNode(() => webServer, { port, host, name: "web" })

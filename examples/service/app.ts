@@ -1,0 +1,45 @@
+/**
+ * The example service as one layer: the Effect API, the Express app, the gRPC
+ * service, the job pool and, when HEALTH_PORT is set, probes on a port of
+ * their own — all on the job queue's database, which closes after them. It
+ * logs the ports it bound in one line once everything listens.
+ *
+ * `examples/main.ts` runs it; the reliability suite composes it with fault
+ * layers (test/reliability/fixtures/service.ts).
+ */
+import { Context, Effect, Layer } from "effect"
+import { HttpServer } from "effect/http"
+import type { AddressInfo } from "node:net"
+import * as Grpc from "../../src/Grpc.ts"
+import { Health } from "../../src/index.ts"
+import { Api } from "./api.ts"
+import { ServiceConfig } from "./config.ts"
+import { Rpc } from "./grpc.ts"
+import { Database, Workers } from "./jobs.ts"
+import { listeningLine } from "./ports.ts"
+import { Web, webServer } from "./web.ts"
+
+export const App = Layer.unwrap(Effect.gen(function*() {
+  const config = yield* ServiceConfig
+  const Probes = config.healthPort === undefined ? Layer.empty : Health.layer({ port: config.healthPort })
+  return Layer.mergeAll(
+    Api(config.port, config.host),
+    Web(config.webPort, config.host),
+    Rpc(config.grpcPort, config.host),
+    Workers(config.workers, config.jobMillis),
+    Probes
+  ).pipe(
+    // One line with the ports actually bound (PORT=0 picks free ones).
+    Layer.tap((context) => {
+      const api = Context.get(context, HttpServer.HttpServer).address
+      const ports = {
+        api: "port" in api ? api.port : Number.NaN,
+        web: (webServer.address() as AddressInfo).port,
+        grpc: Context.get(context, Grpc.Server).port
+      }
+      const extra = [...(config.healthPort === undefined ? [] : [`health=${config.healthPort}`]), `jobs=${config.database}`]
+      return Effect.logInfo(listeningLine(ports, extra))
+    }),
+    Layer.provide(Database(config.database, config.jobsLease))
+  )
+}))
