@@ -52,7 +52,9 @@ const toEffect = <E>(program: Program<E>): Effect.Effect<unknown, E, Quit.Quit> 
  * 2. Builds the layers (phase `starting`), then phase `running`.
  * 3. The first of the configured signals fires the quit event; the
  *    shutdown sequence of `Shutdown.run` follows. A signal while still
- *    starting releases what was acquired and exits 0.
+ *    starting releases what was acquired and exits 0. (A signal before
+ *    `runMain` is called, while Node still loads the program, gets Node's
+ *    default action: nothing has been acquired yet.)
  * 4. A second signal logs what is still open and exits 128 + its number.
  * 5. An uncaught exception or unhandled rejection outside Effect is logged,
  *    fires the quit event so that everything drains, and makes the exit code 1.
