@@ -6,17 +6,16 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import Fastify from "fastify"
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync } from "node:fs"
 import { request } from "node:http"
 import { type FileHandle, open } from "node:fs/promises"
 import { connect, createServer, type Server } from "node:net"
 import type { AddressInfo } from "node:net"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import * as Closer from "../src/Closer.ts"
 import { Quit } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
+import { tempDir } from "./support/temp.ts"
 
 class Db extends Context.Service<Db, DatabaseSync>()("test/Db") {}
 class Port extends Context.Service<Port, number>()("test/Port") {}
@@ -25,7 +24,7 @@ class AuditLog extends Context.Service<AuditLog, FileHandle>()("test/AuditLog") 
 const withQuit = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, Quit.layer())
 const rows = Quit.Quit.use((quit) => Effect.sync(() => quit.rows()))
 const byName = Effect.map(rows, (all) => Object.fromEntries(all.map((row) => [row.name, row])))
-const tempDir = () => mkdtempSync(join(tmpdir(), "closer-"))
+const closerDir = () => tempDir("closer")
 
 const listen = (server: Server) =>
   Effect.callback<Server>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server))))
@@ -62,7 +61,7 @@ const get = (url: string) =>
 describe("closers on real resources", () => {
   it.live("sync, Promise, callback and child-process closes run as named layers, in dependency order", () =>
     withQuit(Effect.gen(function*() {
-      const dir = tempDir()
+      const dir = closerDir()
       const order: Array<string> = []
       const made: { db?: DatabaseSync; file?: FileHandle; server?: Server; child?: ChildProcess } = {}
       const DbLive = Closer.layer(
@@ -113,7 +112,7 @@ describe("closers on real resources", () => {
   it.live("a hung closer is abandoned at its timeout and a failing one is logged, while the others close", () => {
     const { logs, provide } = captureLogs()
     return withQuit(Effect.gen(function*() {
-      const dir = tempDir()
+      const dir = closerDir()
       const made: { db?: DatabaseSync; file?: FileHandle } = {}
       // A server with a client still connected: `close` waits for it forever.
       const accepted = yield* Deferred.make<void>()
@@ -194,7 +193,7 @@ describe("framework bridge", () => {
       const DbLive = Closer.layer(
         Db,
         "db",
-        Effect.sync(() => new DatabaseSync(join(tempDir(), "app.db"))),
+        Effect.sync(() => new DatabaseSync(join(closerDir(), "app.db"))),
         (db) => () => (db.close(), order.push("db closed"))
       )
       const FastifyLive = Layer.effect(

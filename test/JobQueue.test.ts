@@ -5,8 +5,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { Quit } from "../src/index.ts"
@@ -14,8 +12,9 @@ import { open } from "../src/internal/jobStore.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as Worker from "../src/Worker.ts"
 import { captureLogs } from "./support/logs.ts"
+import { tempDir } from "./support/temp.ts"
 
-const tempDb = () => join(mkdtempSync(join(tmpdir(), "jobs-")), "jobs.db")
+const tempDb = () => join(tempDir("jobs"), "jobs.db")
 const setup = (db: DatabaseSync) => db.exec("CREATE TABLE IF NOT EXISTS results (job_id INTEGER NOT NULL, value TEXT)")
 const recordResult = (db: DatabaseSync, job: JobQueue.Job, value: string) =>
   void db.prepare("INSERT INTO results (job_id, value) VALUES (?, ?)").run(job.id, value)

@@ -6,14 +6,13 @@
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import { once } from "node:events"
-import { mkdtempSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { setTimeout as sleep } from "node:timers/promises"
 import { open } from "../../src/internal/jobStore.ts"
 import { createResults } from "./fixtures/results.ts"
 import { type Child, fixture, start } from "./harness.ts"
+import { tempDir } from "../support/temp.ts"
 
 const service = fixture("jobs.ts")
 const children: Array<Child> = []
@@ -35,7 +34,7 @@ const RUNS_PER_LANE = 5
 const PROCESSING_MS = 300
 
 const newDatabase = async () => {
-  const path = join(mkdtempSync(join(tmpdir(), "jobs-e2e-")), "jobs.db")
+  const path = join(tempDir("jobs-e2e"), "jobs.db")
   const store = await open(path)
   createResults(store.db)
   store.db.close()

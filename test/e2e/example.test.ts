@@ -5,12 +5,11 @@
  * configuration stops it before anything listens.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
-import { mkdtempSync } from "node:fs"
 import { request } from "node:http"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { type Child, start } from "./harness.ts"
+import { tempDir } from "../support/temp.ts"
 
 const main = fileURLToPath(new URL("../../examples/main.ts", import.meta.url))
 let child: Child | undefined
@@ -25,7 +24,7 @@ const get = (port: number, path: string) =>
     }).on("error", reject).end()
   })
 
-const env = () => ({ PORT: "0", WEB_PORT: "0", GRPC_PORT: "0", JOBS_DB: join(mkdtempSync(join(tmpdir(), "example-")), "jobs.db") })
+const env = () => ({ PORT: "0", WEB_PORT: "0", GRPC_PORT: "0", JOBS_DB: join(tempDir("example"), "jobs.db") })
 
 describe("the example service", () => {
   it("logs its bound ports, drains a request in flight on SIGTERM, prints the report and exits 0", async () => {

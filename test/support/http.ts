@@ -4,7 +4,7 @@
  */
 import { Effect, Fiber, type Layer, Metric, Stream } from "effect"
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, readFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as Http from "node:http"
 import * as Http2 from "node:http2"
 import * as Net from "node:net"
@@ -102,7 +102,9 @@ export const testCertificate = (): { readonly key: Buffer; readonly cert: Buffer
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
     "-keyout", Path.join(dir, "key.pem"), "-out", Path.join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=localhost"
   ], { stdio: "ignore" })
-  return { key: readFileSync(Path.join(dir, "key.pem")), cert: readFileSync(Path.join(dir, "cert.pem")) }
+  const pair = { key: readFileSync(Path.join(dir, "key.pem")), cert: readFileSync(Path.join(dir, "cert.pem")) }
+  rmSync(dir, { recursive: true, force: true })
+  return pair
 }
 
 export interface Stream2 {
