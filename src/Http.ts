@@ -171,8 +171,10 @@ export const endOnDrain = <A, E, R>(stream: Stream.Stream<A, E, R>, last?: A): E
 
 /**
  * Registers the server with the quit event for the lifetime of the current
- * scope and returns its group. When the scope closes — after the drain delay —
- * in this order:
+ * scope and returns its group. From the quit event on, responses carry
+ * `Connection: close` (clients move to new connections while the listener
+ * still takes them). When the scope closes — after the drain delay — in this
+ * order:
  *
  * 1. the listener closes: new connections are refused; Node closes the idle
  *    keep-alive sockets; responses whose headers are unsent will carry
@@ -214,6 +216,8 @@ const drainOnClose = (
       onStop: Effect.sync(() => connections.drain()),
       onCut: cut
     })
+    connections.count(quit.find(group.name)!.inFlight!)
+    yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => connections.endKeepAlive())))
     return group
   })
 
@@ -255,13 +259,12 @@ export const layerNode = <S extends NodeServer>(
     const controller = new AbortController()
     const server = evaluate({ draining: controller.signal })
     const connections = new Connections(server, controller)
-    let group: Quit.Group | undefined
     // The app's listeners are adopted before the server listens, so that no
-    // request reaches them uncounted; the group is registered once it
-    // listens, so that a bind error leaves no row in the report.
-    connections.adopt({ enter: () => group === undefined ? () => {} : group.enterUnsafe(), intercept: intercept(quit, options.health) })
+    // request reaches them unseen; the group is registered, and counting
+    // begins, once it listens, so that a bind error leaves no row in the report.
+    connections.adopt(intercept(quit, options.health))
     yield* listen(server, split(options))
-    group = yield* drainOnClose(quit, connections, options, Effect.sync(() => connections.cut()))
+    const group = yield* drainOnClose(quit, connections, options, Effect.sync(() => connections.cut()))
     yield* Effect.logInfo(`${group.name} listening on ${describeAddress(server, server instanceof Tls.Server ? "https" : "http")}`)
   }))
 
@@ -313,10 +316,19 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
           // it serves in; serving in a scope of our own lets the cut close it
           // early, which interrupts every handler still running, and waits.
           const serving = yield* Scope.fork(yield* Effect.scope, "sequential")
-          yield* (middleware === undefined ? inner.serve(app) : inner.serve(app, middleware)).pipe(Scope.provide(serving))
-          const group = yield* drainOnClose(quit, connections, options, Scope.close(serving, Exit.void))
-          connections.adopt({ enter: group.enterUnsafe, intercept: intercept(quit, options.health) })
-        }).pipe(Effect.provideService(Quit.Quit, quit))
+          // Each request's context is the one served in plus a few services,
+          // added as overlays that every lookup walks (and past 8 of them,
+          // every further one copies the whole context). `provideContext`
+          // merges into a flat copy: our scope costs the requests no depth,
+          // where `Scope.provide` would have added one.
+          yield* (middleware === undefined ? inner.serve(app) : inner.serve(app, middleware)).pipe(
+            Effect.provideContext(Context.make(Scope.Scope, serving))
+          )
+          yield* drainOnClose(quit, connections, options, Scope.close(serving, Exit.void)).pipe(
+            Effect.provideService(Quit.Quit, quit)
+          )
+          connections.adopt(intercept(quit, options.health))
+        })
     })
     return Context.make(HttpServer.HttpServer, served).pipe(Context.add(Draining, makeDraining(connections)))
   }))

@@ -51,10 +51,14 @@ describe("Health on the program's server", () => {
           yield* awaitPhase("running")
           const port = portOf(server)
           const before = yield* probe(port, ready)
+          // A keep-alive client: the same connection before and after quit fires.
+          const agent = new NodeHttp.Agent({ keepAlive: true, maxSockets: 1 })
+          const ordinaryBefore = yield* Effect.promise(() => get(port, "/", agent))
           const firedAt = yield* fire
           const readiness = yield* probe(port, ready)
           const liveness = yield* probe(port, live)
-          const ordinary = yield* probe(port, "/")
+          const ordinary = yield* Effect.promise(() => get(port, "/", agent))
+          agent.destroy()
           const stillDelaying = performance.now() - firedAt < 600
           yield* awaitPhase("stopping")
           const stoppingAt = performance.now()
@@ -65,6 +69,8 @@ describe("Health on the program's server", () => {
           assert.strictEqual(readiness.headers["cache-control"], "no-store")
           assert.deepInclude(liveness, { status: 200, body: "alive\n" })
           assert.deepInclude(ordinary, { status: 200, body: "app" })
+          assert.strictEqual(ordinaryBefore.headers.connection, "keep-alive")
+          assert.strictEqual(ordinary.headers.connection, "close", "keep-alive ends from the quit event")
           assert.isAtLeast(stoppingAt - firedAt, 580, "the listener stays open through the drain delay")
           assert.strictEqual(yield* Effect.promise(() => connect(port)), "ECONNREFUSED")
           assert.strictEqual(row(report, "http").inFlightAtDrain, 0, "probes are not counted as work")

@@ -198,6 +198,41 @@ describe("Http: connections during the drain", () => {
       yield* fire
       yield* Fiber.join(run)
     })))
+
+  it.live("waiting for a server's requests while it runs completes when the last one ends, later ones included", () =>
+    withQuit(Effect.gen(function*() {
+      const holds: Array<() => void> = []
+      const arrived: Array<() => void> = []
+      const server = NodeHttp.createServer((_req, res) => {
+        holds.push(() => res.end("held"))
+        arrived.shift()?.()
+      })
+      const nextArrival = () => new Promise<void>((resolve) => arrived.push(resolve))
+      const run = yield* launch(Http.layerNode(() => server, { ...listenOn, name: "api" }))
+      yield* awaitPhase("running")
+      const port = portOf(server)
+      let arrival = nextArrival()
+      const first = get(port, "/one")
+      yield* Effect.promise(() => arrival)
+      const idle = yield* Effect.forkChild(Quit.awaitIdle("api"))
+      // A request that arrives while somebody waits is waited for too.
+      arrival = nextArrival()
+      const second = get(port, "/two")
+      yield* Effect.promise(() => arrival)
+      assert.strictEqual(yield* metric("effect_graceful_in_flight", { group: "api" }), 2)
+      holds[0]!()
+      yield* Effect.promise(() => first)
+      yield* Effect.sleep("20 millis")
+      assert.isUndefined(idle.pollUnsafe(), "still waiting for the second request")
+      assert.strictEqual(yield* metric("effect_graceful_in_flight", { group: "api" }), 1)
+      holds[1]!()
+      yield* Effect.promise(() => second)
+      yield* Fiber.join(idle)
+      assert.strictEqual(yield* metric("effect_graceful_in_flight", { group: "api" }), 0)
+      assert.strictEqual(yield* metric("effect_graceful_units_started_total", { group: "api" }), 2)
+      yield* fire
+      yield* Fiber.join(run)
+    })))
 })
 
 describe("Http: bind errors", () => {

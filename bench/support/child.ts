@@ -1,5 +1,5 @@
 /**
- * Benchmark servers in child processes: each gets a core of its own, prints
+ * Benchmark servers in child processes, apart from the load generator: each prints
  * `READY <port>` when it listens, and answers a `cpu` message with its CPU
  * time so far, so that a benchmark can tell server cost from client cost.
  */

@@ -1,10 +1,10 @@
 /**
  * What a graceful HTTP server must know about its connections, and the ways to
  * close them. Node keeps most of it (which HTTP/1 sockets are idle, which
- * streams a session has); we keep the rest: the count of requests in flight,
- * the latest response of each HTTP/1 connection (to mark it
- * `Connection: close`), the HTTP/2 sessions (to send them GOAWAY) and the
- * upgraded sockets (WebSockets), which leave Node's HTTP bookkeeping.
+ * streams a session has); we keep the rest: the latest response of each
+ * HTTP/1 connection (to mark it `Connection: close`, and to count the requests
+ * in flight), the HTTP/2 sessions (to send them GOAWAY) and the upgraded
+ * sockets (WebSockets), which leave Node's HTTP bookkeeping.
  *
  * Everything here is driven by Node's events; nothing polls.
  *
@@ -12,7 +12,8 @@
  */
 import { Deferred, Effect, Exit } from "effect"
 import type { EventEmitter } from "node:events"
-import * as Http from "node:http"
+import type { InFlight } from "./inFlight.ts"
+import type * as Http from "node:http"
 import type * as Http2 from "node:http2"
 import { constants as Http2Constants } from "node:http2"
 import type * as Https from "node:https"
@@ -38,25 +39,36 @@ type Listener =
   | ((request: Request, response: Response) => void)
   | ((request: Request, socket: Duplex, head: Buffer) => void)
 
-/** How the server's requests are counted and what may answer them first. */
-export interface Hooks {
-  /** Counts one unit of work; returns its release. */
-  readonly enter: () => () => void
-  /** Answers a request itself (readiness, liveness) and returns `true`, or lets it through. */
-  readonly intercept?: ((request: Request, response: Response) => boolean) | undefined
-}
+/** Answers a request itself (readiness, liveness) and returns `true`, or lets it through. */
+export type Intercept = (request: Request, response: Response) => boolean
+
+// The latest response of an HTTP/1 connection, kept on the socket itself: a
+// property store per request, where a map keyed by socket would hash it on
+// every request.
+const latest = Symbol("effect-graceful/latestResponse")
+type Socket = Net.Socket & { [latest]?: Http.ServerResponse }
 
 /** The connections of one server, from its creation to its close. */
 export class Connections {
   readonly #server: Managed
   readonly #controller: AbortController
-  // Keyed by connection, not by response: a response is new with each
-  // request, and hashing a fresh object costs more than the rest of our work
-  // per request; a socket is hashed once for all its keep-alive requests.
-  readonly #latest = new Map<Net.Socket, Http.ServerResponse>()
+  // The HTTP/1 connections that carried a request, each with its latest
+  // response on it: a connection joins at its first request and leaves when
+  // it closes, so the cost is per connection, not per keep-alive request.
+  readonly #sockets = new Set<Socket>()
+  readonly #forget: (this: Socket) => void
   readonly #sessions = new Set<Http2.ServerHttp2Session>()
   readonly #upgraded = new Set<Duplex>()
   readonly #closed = Deferred.makeUnsafe<void>()
+  #inFlight: InFlight | undefined
+  // HTTP/1 requests are counted from their connections (a response not yet
+  // finished is one in flight) until somebody waits for them or the drain
+  // begins; from then on one by one, until their response closes. A listener
+  // per request is the largest cost we would add to a hello world.
+  #eachCounted = false
+  #startedUncounted = 0
+  // From the quit event: keep-alive ends with each response.
+  #ending = false
   #draining = false
   // Node's own test of idleness (no request being read, no response being
   // written) is the one to trust; we only choose the moments to apply it.
@@ -65,6 +77,11 @@ export class Connections {
   constructor(server: NodeServer, controller: AbortController) {
     this.#server = server
     this.#controller = controller
+    const sockets = this.#sockets
+    // One listener for every connection, called with the socket as `this`.
+    this.#forget = function() {
+      sockets.delete(this)
+    }
     // Listened to before the server listens, so that no session escapes us.
     this.#server.on("session", (session: Http2.ServerHttp2Session) => {
       // A TLS handshake may finish after the drain began: GOAWAY at once.
@@ -89,27 +106,72 @@ export class Connections {
   }
 
   /**
+   * Counts the requests from now on in `inFlight`: each from its arrival
+   * until its response closes, each upgraded connection until its socket
+   * closes. Requests that arrived before are not counted.
+   */
+  count(inFlight: InFlight): void {
+    this.#inFlight = inFlight
+    inFlight.adopt({
+      inFlight: () => this.#eachCounted ? 0 : this.#unfinished(),
+      started: () => this.#startedUncounted,
+      countEach: () => this.#countEach()
+    })
+  }
+
+  #unfinished(): number {
+    let n = 0
+    for (const socket of this.#sockets) if (!socket[latest]!.writableFinished) n++
+    return n
+  }
+
+  // A pipelined request behind the latest is not counted, but cannot end
+  // later than the latest: Node writes the responses of a connection in order.
+  #countEach(): void {
+    if (this.#eachCounted) return
+    this.#eachCounted = true
+    for (const socket of this.#sockets) {
+      const response = socket[latest]!
+      if (!response.writableFinished) {
+        this.#startedUncounted--
+        this.#countOne(response)
+      }
+    }
+  }
+
+  #countOne(response: Response): void {
+    const inFlight = this.#inFlight
+    if (inFlight === undefined) return
+    inFlight.add()
+    const emitter: EventEmitter = response
+    emitter.on("close", inFlight.done)
+  }
+
+  /**
    * Becomes the one listener of `request` (and `checkContinue` and `upgrade`,
    * when the app listens to them) and forwards to the app's listeners, so that
    * every request is counted before the app sees it and health probes are
    * answered without reaching the app. Call it once the app's listeners are on.
    */
-  adopt(hooks: Hooks): void {
+  adopt(intercept: Intercept | undefined): void {
     const server = this.#server
-    // Called once per request: no rest arguments, no `once` wrappers.
+    // Called once per request: no closure, no rest arguments, no `once`
+    // wrapper, no map; a field read where a type test would do.
     const onRequest = (listeners: ReadonlyArray<Function>) => (request: Request, response: Response) => {
-      if (hooks.intercept !== undefined && hooks.intercept(request, response)) return
-      const emitter: EventEmitter = response
-      emitter.on("close", hooks.enter())
-      if (response instanceof Http.ServerResponse) this.#track(response)
+      if (intercept !== undefined && intercept(request, response)) return
+      // HTTP/1 (also through an HTTP/2 server with `allowHTTP1`): the response
+      // is a `ServerResponse` on a socket of its own.
+      if (request.httpVersionMajor === 1) this.#track(request.socket, response as Http.ServerResponse)
+      else this.#countOne(response)
       for (const listener of listeners) listener.call(server, request, response)
     }
     const onUpgrade = (listeners: ReadonlyArray<Function>) => (request: Request, socket: Duplex, head: Buffer) => {
-      const release = hooks.enter()
+      const inFlight = this.#inFlight
+      inFlight?.add()
       this.#upgraded.add(socket)
-      socket.on("close", () => {
+      socket.once("close", () => {
         this.#upgraded.delete(socket)
-        release()
+        inFlight?.done()
       })
       for (const listener of listeners) listener.call(server, request, socket, head)
     }
@@ -118,11 +180,18 @@ export class Connections {
     this.#replace("upgrade", onUpgrade, false)
   }
 
-  #track(response: Http.ServerResponse): void {
-    const socket = response.req.socket
-    if (!this.#latest.has(socket)) socket.once("close", () => this.#latest.delete(socket))
-    this.#latest.set(socket, response)
-    if (this.#draining) this.#closeAfter(response)
+  #track(socket: Socket, response: Http.ServerResponse): void {
+    if (socket[latest] === undefined) {
+      this.#sockets.add(socket)
+      socket.once("close", this.#forget)
+    }
+    socket[latest] = response
+    if (!this.#eachCounted) this.#startedUncounted++
+    else this.#countOne(response)
+    if (this.#ending) {
+      if (this.#draining) this.#closeAfter(response)
+      else response.shouldKeepAlive = false
+    }
   }
 
   #replace(event: string, dispatch: (listeners: ReadonlyArray<Function>) => Listener, always: boolean): void {
@@ -135,6 +204,23 @@ export class Connections {
   }
 
   /**
+   * From the quit event, through the drain delay: responses whose headers are
+   * unsent carry `Connection: close` and close their connection when they end,
+   * so that clients stop reusing connections while the listener still takes
+   * new ones — fewer keep-alive connections are left to close under a client
+   * about to reuse them when the listener closes. Idle connections are left
+   * alone: closing them now would race their clients just the same.
+   */
+  endKeepAlive(): void {
+    if (this.#ending) return
+    this.#ending = true
+    for (const socket of this.#sockets) {
+      const response = socket[latest]!
+      if (!response.headersSent) response.shouldKeepAlive = false
+    }
+  }
+
+  /**
    * Begins the drain: the listener closes (new connections are refused) and
    * Node closes the idle keep-alive sockets; responses in flight will carry
    * `Connection: close` if their headers are still unsent, and close their
@@ -142,9 +228,12 @@ export class Connections {
    */
   drain(): void {
     if (this.#draining) return
+    this.#ending = true
     this.#draining = true
+    this.#countEach()
     this.#server.close(() => Deferred.doneUnsafe(this.#closed, Exit.void))
-    for (const response of this.#latest.values()) {
+    for (const socket of this.#sockets) {
+      const response = socket[latest]!
       if (!response.writableFinished) this.#closeAfter(response)
     }
     for (const session of this.#sessions) session.close()

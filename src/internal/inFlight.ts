@@ -30,18 +30,38 @@ const register = (inFlight: InFlight, context: Context.Context<never>): void => 
   counter("effect_graceful_units_cut_total", "Units of work cut at the drain timeout, per group", () => inFlight.cutTotal)
 }
 
+/**
+ * Units an owner keeps account of itself while nobody needs them one by one:
+ * a server's HTTP/1 requests, which cost a listener each to count but can be
+ * read off the connections. `countEach` hands the units in flight over to
+ * the counter (`add`, and a `done` when each ends) and from then on the owner
+ * counts every new unit the same way.
+ *
+ * @internal
+ */
+export interface Tally {
+  /** Units in flight not yet handed over. */
+  readonly inFlight: () => number
+  /** Units started and not handed over. */
+  readonly started: () => number
+  readonly countEach: () => void
+}
+
 /** @internal */
 export class InFlight {
   readonly name: string
   #count = 0
   #started = 0
-  // Open exactly when the count is zero: awaiting it is the whole of "wait
-  // until idle", with no polling.
-  readonly #idle = Latch.makeUnsafe(true)
+  // Made by the first waiter while units are in flight and opened (then
+  // dropped) when the count reaches zero: "wait until idle" with no polling,
+  // and counting touches no latch while nobody waits — which is all the time
+  // but the drain.
+  #idle: Latch.Latch | undefined
   // A fiber may run several counted units of one group at once (nested
   // `track`), so we keep a multiplicity per fiber.
   readonly #fibers = new Map<Fiber.Fiber<unknown, unknown>, number>()
   #cutTotal = 0
+  #tally: Tally | undefined
 
   constructor(name: string, context: Context.Context<never>) {
     this.name = name
@@ -49,34 +69,63 @@ export class InFlight {
   }
 
   get count(): number {
-    return this.#count
+    return this.#tally === undefined ? this.#count : this.#count + this.#tally.inFlight()
   }
 
   get started(): number {
-    return this.#started
+    return this.#tally === undefined ? this.#started : this.#started + this.#tally.started()
+  }
+
+  /** Adds units its owner keeps account of; they are counted one by one from the first wait or cut. */
+  adopt(tally: Tally): void {
+    this.#tally = tally
   }
 
   get cutTotal(): number {
     return this.#cutTotal
   }
 
-  /** Counts one unit; the returned release is idempotent. */
-  enter(): () => void {
+  /**
+   * Counts one unit and allocates nothing: the form for hot paths (a request).
+   * Pair it with exactly one {@link done}; a bound function, so that it can be
+   * passed around as is.
+   */
+  readonly add = (): void => {
     this.#count++
     this.#started++
-    if (this.#count === 1) this.#idle.closeUnsafe()
+  }
+
+  /**
+   * Ends one unit counted by {@link add}. Not idempotent: the caller makes
+   * sure it runs once per unit (Node emits a response's `close` once).
+   */
+  readonly done = (): void => {
+    if (--this.#count === 0 && this.#idle !== undefined) {
+      const idle = this.#idle
+      this.#idle = undefined
+      idle.openUnsafe()
+    }
+  }
+
+  /** Counts one unit; the returned release is idempotent. */
+  enter(): () => void {
+    this.add()
     let released = false
     return () => {
       if (released) return
       released = true
-      this.#count--
-      if (this.#count === 0) this.#idle.openUnsafe()
+      this.done()
     }
   }
 
   /** Completes the moment the count is zero (at once if it already is). */
   get awaitIdle(): Effect.Effect<void> {
-    return this.#idle.await
+    return Effect.suspend(() => {
+      this.#tally?.countEach()
+      if (this.#count === 0) return Effect.void
+      this.#idle ??= Latch.makeUnsafe(false)
+      return this.#idle.await
+    })
   }
 
   track<A, E, R>(unit: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
@@ -106,6 +155,7 @@ export class InFlight {
    * their owner cuts them (destroys the socket, cancels the call).
    */
   cut(): number {
+    this.#tally?.countEach()
     const inFlight = this.#count
     for (const fiber of this.#fibers.keys()) fiber.interruptUnsafe()
     this.#cutTotal += inFlight
