@@ -16,7 +16,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer, Stream } from "effect"
+import { Context, Effect, Layer, Stream } from "effect"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import type { QuitImpl } from "./internal/quit.ts"
@@ -139,12 +139,24 @@ export const handler = (paths: Paths = {}): Effect.Effect<Handler, never, Quit.Q
 export interface Options extends Paths, Net.ListenOptions {}
 
 /**
+ * The server of {@link layer}: where it listens (with `port: 0`, the port
+ * the system picked).
+ *
+ * @since 0.1.0
+ */
+export class Server extends Context.Service<Server, {
+  readonly port: number
+  readonly host: string
+}>()("effect-graceful/Health/Server") {}
+
+/**
  * The probes on a port of their own (Lightship's and Spring's management
  * port). Other paths answer 404. Unlike the program's servers, this one stays
  * open through the whole shutdown — liveness keeps answering 200 while
  * everything else drains — and closes when the shutdown has ended (phase
- * `stopped`), or with its scope if the quit event never fired. Fails with
- * `Http.BindError` when it cannot listen.
+ * `stopped`), or with its scope if the quit event never fired. Provides
+ * {@link Server}, its bound address. Fails with `Http.BindError` when it
+ * cannot listen.
  *
  * @example
  * ```ts
@@ -156,8 +168,8 @@ export interface Options extends Paths, Net.ListenOptions {}
  * ```
  * @since 0.1.0
  */
-export const layer = (options: Options = {}): Layer.Layer<never, BindError, Quit.Quit> =>
-  Layer.effectDiscard(Effect.gen(function*() {
+export const layer = (options: Options = {}): Layer.Layer<Server, BindError, Quit.Quit> =>
+  Layer.effect(Server, Effect.gen(function*() {
     const quit = yield* Quit.Quit
     const { livenessPath, readinessPath, ...listenOptions } = options
     const probes = makeHandler(quit, { livenessPath, readinessPath })
@@ -180,4 +192,6 @@ export const layer = (options: Options = {}): Layer.Layer<never, BindError, Quit
         )
         : close)
     yield* Effect.logInfo(`health listening on ${describeAddress(server, "http")}`)
+    const address = server.address() as Net.AddressInfo
+    return { port: address.port, host: address.address }
   }))

@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import express from "express"
-import { Effect, Fiber, Layer } from "effect"
+import { Context, Effect, Fiber, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as NodeHttp from "node:http"
 import * as Net from "node:net"
@@ -158,6 +158,15 @@ describe("Health on a port of its own", () => {
       const error = yield* Layer.build(Health.layer({ port: portOf(taken), host: "127.0.0.1" })).pipe(Effect.flip)
       assert.instanceOf(error, Http.BindError)
       assert.strictEqual(error.code, "EADDRINUSE")
+    })).pipe(Effect.scoped))
+
+  it.live("on port 0 it provides Health.Server with the port the system picked", () =>
+    withQuit(Effect.gen(function*() {
+      const bound = yield* Layer.build(Health.layer({ port: 0, host: "127.0.0.1" }))
+      const server = Context.get(bound, Health.Server)
+      assert.isAbove(server.port, 0)
+      assert.strictEqual(server.host, "127.0.0.1")
+      assert.deepInclude(yield* probe(server.port, "/livez"), { status: 200, body: "alive\n" })
     })).pipe(Effect.scoped))
 })
 

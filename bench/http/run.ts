@@ -36,8 +36,8 @@ import { connect, get, openIdle, portOf } from "../../test/support/http.ts"
 import * as Callgrind from "../support/callgrind.ts"
 import { cpuMicros, median, startServer } from "../support/child.ts"
 
-const ROUNDS = 9
-const ROUND_SECONDS = 3
+const ROUNDS = 25
+const ROUND_SECONDS = 2
 const CONNECTIONS = 50
 const IDLE = 100
 const IN_FLIGHT_MS = 300

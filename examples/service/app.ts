@@ -7,7 +7,7 @@
  * `examples/main.ts` runs it; the reliability suite composes it with fault
  * layers (test/reliability/fixtures/service.ts).
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { HttpServer } from "effect/http"
 import type { AddressInfo } from "node:net"
 import * as Grpc from "../../src/Grpc.ts"
@@ -37,7 +37,8 @@ export const App = Layer.unwrap(Effect.gen(function*() {
         web: (webServer.address() as AddressInfo).port,
         grpc: Context.get(context, Grpc.Server).port
       }
-      const extra = [...(config.healthPort === undefined ? [] : [`health=${config.healthPort}`]), `jobs=${config.database}`]
+      const probes = Context.getOption(context, Health.Server)
+      const extra = [...Option.match(probes, { onNone: () => [], onSome: ({ port }) => [`health=${port}`] }), `jobs=${config.database}`]
       return Effect.logInfo(listeningLine(ports, extra))
     }),
     Layer.provide(Database(config.database, config.jobsLease))
