@@ -48,6 +48,10 @@ export type Intercept = (request: Request, response: Response) => boolean
 const latest = Symbol("effect-graceful/latestResponse")
 type Socket = Net.Socket & { [latest]?: Http.ServerResponse }
 
+// Not finished, and not destroyed: a destroyed response has emitted its
+// `close`, or is about to, and must not be waited for.
+const isUnfinished = (response: Http.ServerResponse): boolean => !response.writableFinished && !response.destroyed
+
 /** The connections of one server, from its creation to its close. */
 export class Connections {
   readonly #server: Managed
@@ -121,7 +125,7 @@ export class Connections {
 
   #unfinished(): number {
     let n = 0
-    for (const socket of this.#sockets) if (!socket[latest]!.writableFinished) n++
+    for (const socket of this.#sockets) if (isUnfinished(socket[latest]!)) n++
     return n
   }
 
@@ -132,7 +136,7 @@ export class Connections {
     this.#eachCounted = true
     for (const socket of this.#sockets) {
       const response = socket[latest]!
-      if (!response.writableFinished) {
+      if (isUnfinished(response)) {
         this.#startedUncounted--
         this.#countOne(response)
       }
