@@ -4,9 +4,11 @@
 # is missing. Needs root or sudo and apt-get; fails loudly otherwise, and so
 # does the scenario if HAProxy is still missing.
 set -euo pipefail
+# `sed -n 1p` rather than `head -n 1`: head exits early, and with pipefail the
+# SIGPIPE haproxy then gets would fail the script.
 
 if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
-  PATH="$PATH:/usr/sbin" haproxy -v | head -n 1
+  PATH="$PATH:/usr/sbin" haproxy -v | sed -n 1p
   exit 0
 fi
 
@@ -15,4 +17,4 @@ if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 echo "installing haproxy with apt-get..."
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends haproxy
-PATH="$PATH:/usr/sbin" haproxy -v | head -n 1
+PATH="$PATH:/usr/sbin" haproxy -v | sed -n 1p
