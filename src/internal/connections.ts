@@ -112,7 +112,8 @@ export class Connections {
   /**
    * Counts the requests from now on in `inFlight`: each from its arrival
    * until its response closes, each upgraded connection until its socket
-   * closes. Requests that arrived before are not counted.
+   * closes. HTTP/1 requests that arrived before are counted too (they are
+   * read off their connections); HTTP/2 ones and upgrades are not.
    */
   count(inFlight: InFlight): void {
     this.#inFlight = inFlight
