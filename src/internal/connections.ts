@@ -12,13 +12,13 @@
  */
 import { Deferred, Effect, Exit } from "effect"
 import type { EventEmitter } from "node:events"
-import type { InFlight } from "./inFlight.ts"
 import type * as Http from "node:http"
 import type * as Http2 from "node:http2"
 import { constants as Http2Constants } from "node:http2"
 import type * as Https from "node:https"
 import type * as Net from "node:net"
 import type { Duplex } from "node:stream"
+import type { InFlight } from "./inFlight.ts"
 
 /** The servers we can drain: node:http, node:https, node:http2 (h2c and TLS). */
 export type NodeServer = Http.Server | Https.Server | Http2.Http2Server | Http2.Http2SecureServer
@@ -239,7 +239,7 @@ export class Connections {
     this.#server.close(() => Deferred.doneUnsafe(this.#closed, Exit.void))
     for (const socket of this.#sockets) {
       const response = socket[latest]!
-      if (!response.writableFinished) this.#closeAfter(response)
+      if (isUnfinished(response)) this.#closeAfter(response)
     }
     for (const session of this.#sessions) session.close()
     this.#controller.abort()
