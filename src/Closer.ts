@@ -15,8 +15,11 @@
 import type { Context, Scope } from "effect"
 import { Data, Effect, Layer } from "effect"
 import type { ChildProcess } from "node:child_process"
-import type { CloseFunction } from "./internal/close.ts"
-import * as Quit from "./Quit.ts"
+import { type CloseFunction, toEffect } from "./internal/core/close.ts"
+import * as closers from "./internal/core/closers.ts"
+import type { InvalidOption } from "./internal/core/options.ts"
+import { current } from "./internal/core/quit.ts"
+import type * as Quit from "./Quit.ts"
 
 /**
  * A close: an Effect, or a plain function — sync, or returning a Promise. For
@@ -83,8 +86,10 @@ export const childProcess = (
 /**
  * Acquires a resource and closes it when the current scope closes, under the
  * name `name` and its own timeout (`options.timeout`, default the close
- * timeout). Acquiring and registering the close cannot be separated by an
- * interruption.
+ * timeout, never later than the close deadline). The timeout is checked
+ * before anything is acquired (a longer one than the close timeout fails with
+ * `InvalidOption`); acquiring and registering the close cannot be separated by
+ * an interruption.
  *
  * @example
  * ```ts
@@ -100,10 +105,16 @@ export const make = <A, E, R, E2 = never, R2 = never>(
   acquire: Effect.Effect<A, E, R>,
   close: (resource: A) => Close<E2, R2>,
   options: Quit.CloseOptions = {}
-): Effect.Effect<A, E, R | R2 | Quit.Quit | Scope.Scope> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.tap(restore(acquire), (resource) => Quit.addCloser(name, close(resource), options))
-  )
+): Effect.Effect<A, E | InvalidOption, R | R2 | Quit.Quit | Scope.Scope> =>
+  Effect.gen(function*() {
+    const quit = yield* current
+    const timeout = yield* closers.timeout(quit, name, options.timeout)
+    const context = yield* Effect.context<R2>()
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.tap(restore(acquire), (resource) =>
+        closers.add(quit, name, options.kind ?? "closer", Effect.provideContext(toEffect(close(resource)), context), timeout))
+    )
+  })
 
 /**
  * {@link make} as a layer that provides the resource as a service. Layers
@@ -125,7 +136,7 @@ export const layer = <I, S, E, R, E2 = never, R2 = never>(
   acquire: Effect.Effect<S, E, R>,
   close: (resource: S) => Close<E2, R2>,
   options: Quit.CloseOptions = {}
-): Layer.Layer<I, E, Exclude<R | R2, Scope.Scope> | Quit.Quit> =>
+): Layer.Layer<I, E | InvalidOption, Exclude<R | R2, Scope.Scope> | Quit.Quit> =>
   Layer.effect(service, make(name, acquire, close, options))
 
 /**
@@ -146,4 +157,10 @@ export const layerDiscard = <E = never, R = never>(
   name: string,
   close: Close<E, R>,
   options: Quit.CloseOptions = {}
-): Layer.Layer<never, never, Exclude<R, Scope.Scope> | Quit.Quit> => Layer.effectDiscard(Quit.addCloser(name, close, options))
+): Layer.Layer<never, InvalidOption, Exclude<R, Scope.Scope> | Quit.Quit> =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const quit = yield* current
+    const timeout = yield* closers.timeout(quit, name, options.timeout)
+    const context = yield* Effect.context<R>()
+    yield* closers.add(quit, name, options.kind ?? "closer", Effect.provideContext(toEffect(close), context), timeout)
+  }))

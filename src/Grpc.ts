@@ -32,10 +32,10 @@ import type * as grpc from "@grpc/grpc-js"
 import type * as protoLoader from "@grpc/proto-loader"
 import type { Config, Scope, Stream } from "effect"
 import { Context, Effect, Layer } from "effect"
-import type * as call from "./internal/grpcCall.ts"
-import * as internal from "./internal/grpcServer.ts"
-import * as services from "./internal/grpcService.ts"
-import type { DurationInput } from "./Options.ts"
+import type { InvalidOption } from "./internal/core/options.ts"
+import type * as call from "./internal/grpc/call.ts"
+import * as internal from "./internal/grpc/server.ts"
+import * as services from "./internal/grpc/service.ts"
 import type * as Quit from "./Quit.ts"
 
 // ---- services and handlers ---------------------------------------------------
@@ -188,18 +188,13 @@ export type StatusError = services.StatusError
 export const defaultStatus: (error: unknown) => Status = services.defaultStatus
 
 /**
- * A service ready to serve: a definition and its handlers. Made by {@link service}.
+ * A service ready to serve: a definition and its handlers, made by
+ * {@link service}. Its `name` is the full service name (`package.Service`), as
+ * health reports it.
  *
  * @since 0.1.0
  */
-export interface Service<R> {
-  /** The full service name (`package.Service`), as health reports it. */
-  readonly name: string
-  /** @internal */
-  readonly methods: ReadonlyArray<services.Registered<R>>
-  /** @internal */
-  readonly onFailure: (error: unknown) => Status
-}
+export type Service<R> = services.Service<R>
 
 /**
  * Pairs a service definition with an Effect handler per method. Request and
@@ -280,51 +275,24 @@ export const loadService = <M extends Messages = Untyped>(
 // ---- the server ----------------------------------------------------------------
 
 /**
- * Where and what a server serves.
+ * Where and what a server serves: its `services` (made with {@link service}),
+ * `name` in the report (default `grpc`), `host` and `port` (default `GRPC_HOST`
+ * / `GRPC_PORT` from the environment, else `0.0.0.0:50051`), `credentials`,
+ * grpc-js `server` options, whether to serve `grpc.health.v1` (`health`,
+ * default true), and a `drainTimeout` of its own (shorter than the shared one).
  *
  * @since 0.1.0
  */
-export interface ServeOptions<R> {
-  /** Made with {@link service}; each is also a name health reports. */
-  readonly services: ReadonlyArray<Service<R>>
-  /** The row in the shutdown report and the metrics' `server`/`group` attribute. Default `grpc`. */
-  readonly name?: string | undefined
-  /** Default: `GRPC_HOST` from the environment, else `0.0.0.0`. */
-  readonly host?: string | Config.Config<string> | undefined
-  /** Default: `GRPC_PORT` from the environment, else 50051. `0` picks a free port. */
-  readonly port?: number | Config.Config<number> | undefined
-  /** Default: insecure. */
-  readonly credentials?: grpc.ServerCredentials | undefined
-  /** Options for the grpc-js `Server` (message sizes, keepalive, interceptors). */
-  readonly server?: grpc.ServerOptions | undefined
-  /** Serve `grpc.health.v1`. Default `true`. */
-  readonly health?: boolean | undefined
-  /** How long in-flight calls may run once the server stops. Default: the drain timeout. */
-  readonly drainTimeout?: DurationInput | undefined
-}
+export type ServeOptions<R> = internal.ServeOptions<R>
 
 /**
- * A running server.
+ * A running server: its unique `name`, bound `address` and `port`, the grpc-js
+ * `server`, its calls `inFlight`, and `setStatus` for the health of one
+ * service until the quit event (from then on every service is NOT_SERVING).
  *
  * @since 0.1.0
  */
-export interface Handle {
-  /** Its name in the report, unique (`grpc`, `grpc#2`). */
-  readonly name: string
-  /** The bound address, `host:port`. */
-  readonly address: string
-  /** The bound port: the one chosen when asked for port 0. */
-  readonly port: number
-  /** The grpc-js server, for what this module does not cover. */
-  readonly server: grpc.Server
-  /** Calls in flight now. */
-  readonly inFlight: Effect.Effect<number>
-  /**
-   * Sets the health of one service (a dependency is down). Until the quit
-   * event fires; from then on every service is NOT_SERVING.
-   */
-  readonly setStatus: (service: string, status: "SERVING" | "NOT_SERVING") => Effect.Effect<void>
-}
+export type Handle = internal.Handle
 
 /**
  * The server of {@link layer}.
@@ -361,7 +329,7 @@ export type BindError = internal.BindError
  */
 export const serve = <R>(
   options: ServeOptions<R>
-): Effect.Effect<Handle, BindError | Config.ConfigError, R | Quit.Quit | Scope.Scope> =>
+): Effect.Effect<Handle, BindError | InvalidOption | Config.ConfigError, R | Quit.Quit | Scope.Scope> =>
   internal.serve(options)
 
 /**
@@ -384,5 +352,5 @@ export const serve = <R>(
  */
 export const layer = <R>(
   options: ServeOptions<R>
-): Layer.Layer<Server, BindError | Config.ConfigError, Exclude<R, Scope.Scope> | Quit.Quit> =>
+): Layer.Layer<Server, BindError | InvalidOption | Config.ConfigError, Exclude<R, Scope.Scope> | Quit.Quit> =>
   Layer.effect(Server, serve(options))

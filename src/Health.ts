@@ -19,8 +19,8 @@
 import { Context, Effect, Layer, Stream } from "effect"
 import * as Http from "node:http"
 import type * as Net from "node:net"
-import type { QuitImpl } from "./internal/quit.ts"
-import { type BindError, describeAddress, listen } from "./internal/listen.ts"
+import { current, type QuitImpl } from "./internal/core/quit.ts"
+import { type BindError, describeAddress, listen } from "./internal/http/listen.ts"
 import * as Quit from "./Quit.ts"
 
 /**
@@ -129,7 +129,7 @@ export const makeHandler = (quit: QuitImpl, paths: Paths = {}): Handler => {
  * @since 0.1.0
  */
 export const handler = (paths: Paths = {}): Effect.Effect<Handler, never, Quit.Quit> =>
-  Quit.Quit.use((quit) => Effect.succeed(makeHandler(quit, paths)))
+  Effect.map(current, (quit) => makeHandler(quit, paths))
 
 /**
  * Options of the standalone health server: where it listens, and its paths.
@@ -170,7 +170,7 @@ export class Server extends Context.Service<Server, {
  */
 export const layer = (options: Options = {}): Layer.Layer<Server, BindError, Quit.Quit> =>
   Layer.effect(Server, Effect.gen(function*() {
-    const quit = yield* Quit.Quit
+    const quit = yield* current
     const { livenessPath, readinessPath, ...listenOptions } = options
     const probes = makeHandler(quit, { livenessPath, readinessPath })
     const server = Http.createServer((request, response) => {

@@ -21,17 +21,19 @@
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import type { NodeServices } from "@effect/platform-node"
-import { Config, Context, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
+import { Config, Context, Duration, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
 import type { Etag, HttpPlatform } from "effect/http"
 import { HttpServer } from "effect/http"
 import type * as Net from "node:net"
 import * as Tls from "node:tls"
 import * as Health from "./Health.ts"
-import { Connections, type NodeServer } from "./internal/connections.ts"
-import { type BindError, bindError, describeAddress, listen } from "./internal/listen.ts"
-import type { QuitImpl } from "./internal/quit.ts"
-import { decodeDurationUnsafe, type DurationInput } from "./Options.ts"
-import * as Quit from "./Quit.ts"
+import * as groups from "./internal/core/group.ts"
+import type { InvalidOption } from "./internal/core/options.ts"
+import { current, type QuitImpl } from "./internal/core/quit.ts"
+import { Connections, type NodeServer } from "./internal/http/connections.ts"
+import { type BindError, bindError, describeAddress, listen } from "./internal/http/listen.ts"
+import type { DurationInput } from "./Options.ts"
+import type * as Quit from "./Quit.ts"
 
 export {
   /**
@@ -42,7 +44,7 @@ export {
    * @since 0.1.0
    */
   BindError
-} from "./internal/listen.ts"
+} from "./internal/http/listen.ts"
 
 /**
  * How a server drains, shared by both layers.
@@ -52,9 +54,9 @@ export {
 export interface Options {
   /** Its name in the report, logs and metrics. Default `http`. */
   readonly name?: string | undefined
-  /** Overrides the quit event's drain timeout for this server. */
+  /** A drain timeout of its own: shorter than the shared one, never longer. */
   readonly drainTimeout?: DurationInput | undefined
-  /** Bounds cutting and the final close, after the drain timeout. Default: the close timeout. */
+  /** Bounds cutting and the final close, after the cut: shorter than the shared close timeout, never longer. */
   readonly closeTimeout?: DurationInput | undefined
   /** Answer readiness and liveness on this server (`true`: `/readyz` and `/livez`). */
   readonly health?: boolean | Health.Paths | undefined
@@ -79,43 +81,44 @@ export interface EffectOptions
 {}
 
 /**
- * Makes the server. It receives the server's drain signal, aborted when the
- * server starts draining, for long-lived responses written as plain Node code:
+ * Makes the server. It receives the server's closing signal, aborted when the
+ * server begins to close (its listener closes), for long-lived responses
+ * written as plain Node code:
  *
  * ```ts
- * Http.layerNode(({ draining }) => createServer((req, res) => {
+ * Http.layerNode(({ closing }) => createServer((req, res) => {
  *   const timer = setInterval(() => res.write("data: tick\n\n"), 1000)
- *   draining.addEventListener("abort", () => res.end("event: bye\ndata: draining\n\n"))
+ *   closing.addEventListener("abort", () => res.end("event: bye\ndata: closing\n\n"))
  *   res.on("close", () => clearInterval(timer))
  * }), { port: 8080 })
  * ```
  *
  * @since 0.1.0
  */
-export type Evaluate<S extends NodeServer> = (context: { readonly draining: AbortSignal }) => S
+export type Evaluate<S extends NodeServer> = (context: { readonly closing: AbortSignal }) => S
 
 /**
- * The drain of the server that serves the current Effect app: long-lived
+ * The closing of the server that serves the current Effect app: long-lived
  * responses (server-sent events, streams, WebSockets) watch it to end
- * themselves cleanly — with a last event — before the drain timeout cuts them.
- * It begins after the drain delay, when the listener closes (the quit event,
- * `Quit.fired`, comes earlier: at the start of the drain delay). Provided by
- * {@link layer}; use {@link draining} and {@link endOnDrain} rather than its
+ * themselves cleanly — with a last event — before the drain deadline cuts
+ * them. It comes at the end of the drain delay, when the listener closes (the
+ * quit event, `Quit.fired`, comes earlier: at its start). Provided by
+ * {@link layer}; use {@link closing} and {@link endOnClose} rather than its
  * members.
  *
  * @since 0.1.0
  */
-export class Draining extends Context.Service<Draining, {
-  /** Completes when the server starts draining. */
+export class Closing extends Context.Service<Closing, {
+  /** Completes when the server begins to close. */
   readonly await: Effect.Effect<void>
-  readonly isDraining: () => boolean
-  /** Aborted when the server starts draining. */
+  readonly isClosing: () => boolean
+  /** Aborted when the server begins to close. */
   readonly signal: AbortSignal
-}>()("effect-graceful/Http/Draining") {}
+}>()("effect-graceful/Http/Closing") {}
 
-const makeDraining = (connections: Connections): Draining["Service"] => ({
+const makeClosing = (connections: Connections): Closing["Service"] => ({
   signal: connections.signal,
-  isDraining: () => connections.isDraining,
+  isClosing: () => connections.isClosing,
   await: Effect.callback<void>((resume) => {
     const signal = connections.signal
     if (signal.aborted) return resume(Effect.void)
@@ -126,8 +129,8 @@ const makeDraining = (connections: Connections): Draining["Service"] => ({
 })
 
 /**
- * Completes when the server serving this request starts draining. Race a
- * long wait against it to answer before the drain timeout cuts the request.
+ * Completes when the server serving this request begins to close. Race a
+ * long wait against it to answer before the drain deadline cuts the request.
  *
  * @example
  * ```ts
@@ -136,17 +139,17 @@ const makeDraining = (connections: Connections): Draining["Service"] => ({
  * import { Http } from "effect-graceful"
  * const longPoll = Effect.raceFirst(
  *   Effect.sleep("25 seconds").pipe(Effect.as(HttpServerResponse.text("no news"))),
- *   Http.draining.pipe(Effect.as(HttpServerResponse.text("retry elsewhere", { status: 503 })))
+ *   Http.closing.pipe(Effect.as(HttpServerResponse.text("retry elsewhere", { status: 503 })))
  * )
  * ```
  * @since 0.1.0
  */
-export const draining: Effect.Effect<void, never, Draining> = Draining.use((draining) => draining.await)
+export const closing: Effect.Effect<void, never, Closing> = Closing.use((closing) => closing.await)
 
 /**
- * Ends `stream` when the server starts draining — at once, not after the next
+ * Ends `stream` when the server begins to close — at once, not after the next
  * element — and then emits `last` (a goodbye event), so that a long-lived
- * response finishes before the drain timeout instead of being cut.
+ * response finishes before the drain deadline instead of being cut.
  *
  * @example
  * ```ts
@@ -155,17 +158,17 @@ export const draining: Effect.Effect<void, never, Draining> = Draining.use((drai
  * import { Http } from "effect-graceful"
  * const events = Effect.gen(function*() {
  *   const ticks = Stream.tick("1 second").pipe(Stream.map(() => "data: tick\n\n"))
- *   const body = yield* Http.endOnDrain(ticks, "event: bye\ndata: draining\n\n")
+ *   const body = yield* Http.endOnClose(ticks, "event: bye\ndata: closing\n\n")
  *   return HttpServerResponse.stream(Stream.encodeText(body), { contentType: "text/event-stream" })
  * })
  * ```
  * @since 0.1.0
  */
-export const endOnDrain = <A, E, R>(stream: Stream.Stream<A, E, R>, last?: A): Effect.Effect<Stream.Stream<A, E, R>, never, Draining> =>
-  Draining.use((draining) =>
+export const endOnClose = <A, E, R>(stream: Stream.Stream<A, E, R>, last?: A): Effect.Effect<Stream.Stream<A, E, R>, never, Closing> =>
+  Closing.use((closing) =>
     Effect.succeed(stream.pipe(
-      Stream.interruptWhen(draining.await),
-      Stream.concat(Stream.suspend(() => last !== undefined && draining.isDraining() ? Stream.make(last) : Stream.empty))
+      Stream.interruptWhen(closing.await),
+      Stream.concat(Stream.suspend(() => last !== undefined && closing.isClosing() ? Stream.make(last) : Stream.empty))
     ))
   )
 
@@ -193,27 +196,31 @@ const drainOnClose = (
   connections: Connections,
   options: Options,
   cut: Effect.Effect<void>
-): Effect.Effect<Quit.Group, never, Quit.Quit | Scope.Scope> =>
+): Effect.Effect<Quit.Group, InvalidOption, Scope.Scope> =>
   Effect.gen(function*() {
     const name = options.name ?? "http"
-    const closeTimeout = decodeDurationUnsafe(options.closeTimeout, quit.options.closeTimeout, `${name}: closeTimeout`)
+    const { closeTimeout } = yield* groups.timeouts(quit, name, options)
     let group: Quit.Group | undefined
     // Added before the group, so it runs after the group has drained (step 5).
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         const stuck = group === undefined ? 0 : yield* group.inFlight
         connections.destroyRest(stuck > 0)
-        yield* connections.awaitClosed.pipe(Effect.timeoutOrElse({
-          duration: closeTimeout,
-          orElse: () => Effect.sync(() => connections.destroyRest(true)).pipe(Effect.andThen(connections.awaitClosed))
-        }))
+        const closed = yield* Effect.raceFirst(
+          Effect.as(connections.awaitClosed, true),
+          Effect.as(quit.until(quit.now() + Duration.toMillis(closeTimeout), "close"), false)
+        )
+        if (!closed) {
+          connections.destroyRest(true)
+          yield* connections.awaitClosed
+        }
       })
     )
-    group = yield* Quit.group(name, {
+    group = yield* groups.make(quit, name, {
       kind: "http",
       drainTimeout: options.drainTimeout,
       closeTimeout: options.closeTimeout,
-      onStop: Effect.sync(() => connections.drain()),
+      onStop: Effect.sync(() => connections.stop()),
       onCut: cut
     })
     connections.count(quit.find(group.name)!.inFlight!)
@@ -253,11 +260,13 @@ const split = <O extends Options>(options: O) => {
 export const layerNode = <S extends NodeServer>(
   evaluate: Evaluate<S>,
   options: NodeOptions = {}
-): Layer.Layer<never, BindError, Quit.Quit> =>
+): Layer.Layer<never, BindError | InvalidOption, Quit.Quit> =>
   Layer.effectDiscard(Effect.gen(function*() {
-    const quit = yield* Quit.Quit
+    const quit = yield* current
+    // Checked before anything is acquired.
+    yield* groups.timeouts(quit, options.name ?? "http", options)
     const controller = new AbortController()
-    const server = evaluate({ draining: controller.signal })
+    const server = evaluate({ closing: controller.signal })
     const connections = new Connections(server, controller)
     // The app's listeners are adopted before the server listens, so that no
     // request reaches them unseen; the group is registered, and counting
@@ -270,7 +279,7 @@ export const layerNode = <S extends NodeServer>(
 
 /**
  * Serves Effect apps gracefully: a drop-in for `NodeHttpServer.layer` that
- * provides the same services plus {@link Draining}. Serving (requests,
+ * provides the same services plus {@link Closing}. Serving (requests,
  * responses, upgrades) is `NodeHttpServer`'s; the shutdown is ours. At the
  * drain timeout, handlers still running are interrupted: their finalizers run
  * and the client gets 503 if no headers were sent. Route handlers of
@@ -293,16 +302,18 @@ export const layer = <S extends NodeServer>(
   evaluate: Evaluate<S>,
   options: EffectOptions = {}
 ): Layer.Layer<
-  HttpServer.HttpServer | Draining | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator,
-  BindError,
+  HttpServer.HttpServer | Closing | NodeServices.NodeServices | HttpPlatform.HttpPlatform | Etag.Generator,
+  BindError | InvalidOption,
   Quit.Quit
 > => Layer.mergeAll(layerServer(evaluate, options), NodeHttpServer.layerHttpServices)
 
 const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: EffectOptions) =>
   Layer.effectContext(Effect.gen(function*() {
-    const quit = yield* Quit.Quit
+    const quit = yield* current
+    // Checked before anything is acquired.
+    yield* groups.timeouts(quit, options.name ?? "http", options)
     const controller = new AbortController()
-    const server = evaluate({ draining: controller.signal })
+    const server = evaluate({ closing: controller.signal })
     const connections = new Connections(server, controller)
     const nodeOptions = split(options)
     const inner = yield* NodeHttpServer.make(() => server, nodeOptions).pipe(
@@ -324,13 +335,11 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
           yield* (middleware === undefined ? inner.serve(app) : inner.serve(app, middleware)).pipe(
             Effect.provideContext(Context.make(Scope.Scope, serving))
           )
-          yield* drainOnClose(quit, connections, options, Scope.close(serving, Exit.void)).pipe(
-            Effect.provideService(Quit.Quit, quit)
-          )
+          yield* drainOnClose(quit, connections, options, Scope.close(serving, Exit.void)).pipe(Effect.orDie)
           connections.adopt(intercept(quit, options.health))
         })
     })
-    return Context.make(HttpServer.HttpServer, served).pipe(Context.add(Draining, makeDraining(connections)))
+    return Context.make(HttpServer.HttpServer, served).pipe(Context.add(Closing, makeClosing(connections)))
   }))
 
 /**

@@ -24,8 +24,9 @@ import type { Scope } from "effect"
 import { Cause, Clock, Config, Context, Data, Deferred, Duration, Effect, Exit, Layer, Option, Schedule } from "effect"
 import type { DatabaseSync } from "node:sqlite"
 import * as Closer from "./Closer.ts"
-import * as store from "./internal/jobStore.ts"
-import { decodeDurationUnsafe, Duration as DurationConfig, type DurationInput } from "./Options.ts"
+import { durationOr, type InvalidOption } from "./internal/core/options.ts"
+import * as store from "./internal/jobs/store.ts"
+import { Duration as DurationConfig, type DurationInput } from "./Options.ts"
 import type * as Quit from "./Quit.ts"
 import * as Worker from "./Worker.ts"
 
@@ -117,12 +118,12 @@ const attemptNow = <A>(operation: string, body: (now: number) => A): Effect.Effe
  * ```
  * @since 0.1.0
  */
-export const layer = (options: Options): Layer.Layer<JobQueue, JobQueueError, Quit.Quit> =>
+export const layer = (options: Options): Layer.Layer<JobQueue, JobQueueError | InvalidOption, Quit.Quit> =>
   Layer.effect(
     JobQueue,
     Effect.gen(function*() {
-      const lease = decodeDurationUnsafe(options.lease, Duration.seconds(30), "JobQueue: lease")
-      const pollInterval = decodeDurationUnsafe(options.pollInterval, Duration.seconds(1), "JobQueue: pollInterval")
+      const lease = yield* durationOr(options.lease, Duration.seconds(30), "JobQueue: lease")
+      const pollInterval = yield* durationOr(options.pollInterval, Duration.seconds(1), "JobQueue: pollInterval")
       const leaseMillis = Duration.toMillis(lease)
       const db = yield* Closer.make(
         "jobs db",
@@ -180,7 +181,7 @@ export const layer = (options: Options): Layer.Layer<JobQueue, JobQueueError, Qu
  */
 export const layerConfig = (
   options: Pick<Options, "setup"> = {}
-): Layer.Layer<JobQueue, JobQueueError | Config.ConfigError, Quit.Quit> =>
+): Layer.Layer<JobQueue, JobQueueError | InvalidOption | Config.ConfigError, Quit.Quit> =>
   Layer.unwrap(
     Effect.map(
       Config.all({
@@ -245,7 +246,7 @@ export const consume = <A, E, R>(
   name: string,
   process: (job: Job) => Effect.Effect<A, E, R>,
   options: WorkerOptions<A, E> = {}
-): Effect.Effect<Worker.Worker, never, JobQueue | Quit.Quit | Scope.Scope | R> =>
+): Effect.Effect<Worker.Worker, InvalidOption, JobQueue | Quit.Quit | Scope.Scope | R> =>
   Effect.gen(function*() {
     const queue = yield* JobQueue
     const { commit } = options
@@ -276,7 +277,7 @@ export const worker = <A, E, R>(
   name: string,
   process: (job: Job) => Effect.Effect<A, E, R>,
   options: WorkerOptions<A, E> = {}
-): Layer.Layer<never, never, JobQueue | Quit.Quit | R> => Layer.effectDiscard(consume(name, process, options))
+): Layer.Layer<never, InvalidOption, JobQueue | Quit.Quit | R> => Layer.effectDiscard(consume(name, process, options))
 
 const describe = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)

@@ -19,8 +19,9 @@
  * @since 0.1.0
  */
 import type { Layer } from "effect"
-import { Cause, Effect, Exit, Layer as L, Logger, Runtime } from "effect"
-import type { QuitImpl } from "./internal/quit.ts"
+import { Cause, Effect, Exit, Layer as L, Runtime } from "effect"
+import { loggerLayer, make } from "./internal/core/layer.ts"
+import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
 import * as Options from "./Options.ts"
 import * as Quit from "./Quit.ts"
 import * as Report from "./Report.ts"
@@ -34,9 +35,6 @@ import * as Shutdown from "./Shutdown.ts"
  * @since 0.1.0
  */
 export type Program<E> = Layer.Layer<never, E, Quit.Quit> | Effect.Effect<unknown, E, Quit.Quit>
-
-const loggerLayer = (format: "text" | "json") =>
-  format === "json" ? Logger.layer([Logger.consoleJson]) : L.empty
 
 const isLayer = <E>(program: Program<E>): program is Layer.Layer<never, E, Quit.Quit> => L.isLayer(program)
 
@@ -83,15 +81,17 @@ export const runMain = <E>(program: Program<E>, options: Options.Input = {}): vo
     return process.exit(1)
   }
   const resolved = loaded.value
-  const quit = Effect.runSync(Quit.make(resolved, { phase: "starting" }))
   const logger = loggerLayer(resolved.logFormat)
+  // Made under the logger: what the quit event logs by itself (a cut at the
+  // drain deadline) is written like everything else.
+  const quit = Effect.runSync(make(resolved, "starting").pipe(Effect.provide(logger)))
   const logSync = (effect: Effect.Effect<void>) => Effect.runFork(Effect.provide(effect, logger))
   const uninstall = install(quit, logSync)
   let exitCode = 1
   const main = Shutdown.run(toEffect(program)).pipe(
     Effect.tap((report) => Report.log(report, resolved.logFormat)),
     Effect.tap((report) => Effect.sync(() => exitCode = report.exitCode)),
-    Effect.provideService(Quit.Quit, quit),
+    Effect.provideService(QuitService, quit),
     Effect.provide(logger)
   )
   Runtime.makeRunMain(({ fiber }) => {

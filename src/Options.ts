@@ -1,15 +1,27 @@
 /**
  * The timing of a graceful shutdown, from code and from the environment.
  *
- * Three durations shape every shutdown:
+ * Four durations shape every shutdown, and all of them count from the quit
+ * event, so that they never add up along the layer graph:
  *
  * - **drain delay** (`DRAIN_DELAY`, default 0): from the quit event to the
- *   listeners closing. Readiness already reports not-ready, so load balancers
- *   and Kubernetes stop routing traffic while requests are still served.
- * - **drain timeout** (`DRAIN_TIMEOUT`, default 20 s): how long in-flight work
- *   may continue after its listener closes before it is cut.
- * - **shutdown timeout** (`SHUTDOWN_TIMEOUT`, default 30 s): the hard deadline
- *   from the quit event to process exit.
+ *   listeners closing (phase `stopping`). Readiness already reports not-ready,
+ *   so load balancers stop routing here while requests are still served.
+ * - **drain timeout** (`DRAIN_TIMEOUT`): from the end of the drain delay to the
+ *   **drain deadline**, when every unit still in flight is cut — wherever its
+ *   group sits in the layer graph.
+ * - **close timeout** (`CLOSE_TIMEOUT`): from the drain deadline to the
+ *   **close deadline**, when every closer still running is abandoned.
+ * - **shutdown timeout** (`SHUTDOWN_TIMEOUT`, default 30 s): from the quit
+ *   event to the **shutdown deadline**, when `Main.runMain` exits whatever is
+ *   still open.
+ *
+ * The budget rule `drainDelay + drainTimeout + closeTimeout ≤ shutdownTimeout`
+ * is checked at start, so that any layer graph ends before the shutdown
+ * deadline. The drain and close timeouts not set share out what the others
+ * leave of the shutdown timeout, 4 : 1 with one part spare (30 s gives 20 s
+ * and 5 s; `SHUTDOWN_TIMEOUT=10s` alone gives 6.666 s and 1.666 s). Values set
+ * that cannot fit are refused, naming each.
  *
  * Environment values win over values from code, so operators can tune a
  * deployed service. Durations accept Effect's forms (`"5 seconds"`,
@@ -18,25 +30,24 @@
  *
  * @since 0.1.0
  */
-import { Config, ConfigProvider, Data, Duration as D, Effect, Option, Result, Schema, SchemaIssue, SchemaTransformation } from "effect"
-import { constants } from "node:os"
+import type { Config, Duration as D, Effect, Result } from "effect"
+import * as internal from "./internal/core/options.ts"
 
 /**
- * The resolved options every component reads from the `Quit` service.
+ * The resolved options every component reads from the quit event
+ * (`Quit.options`). `origins` says where each timing came from.
  *
  * @since 0.1.0
  */
-export interface Options {
-  readonly drainDelay: D.Duration
-  readonly drainTimeout: D.Duration
-  readonly shutdownTimeout: D.Duration
-  /** Default bound for one closer or stop function (`CLOSE_TIMEOUT`, default 5 s). */
-  readonly closeTimeout: D.Duration
-  /** Signals that fire the quit event (`SHUTDOWN_SIGNALS`, default `SIGTERM,SIGINT`). */
-  readonly signals: ReadonlyArray<NodeJS.Signals>
-  /** How logs and the shutdown report are written (`LOG_FORMAT`: `text` or `json`). */
-  readonly logFormat: "text" | "json"
-}
+export type Options = internal.Options
+
+/**
+ * Where a timing came from: the environment, code, the default, or derived by
+ * the budget rule from the shutdown timeout.
+ *
+ * @since 0.1.0
+ */
+export type Origin = internal.Origin
 
 /**
  * A duration as code may give it: any `Duration.Input` (`"5 seconds"`,
@@ -44,99 +55,43 @@ export interface Options {
  *
  * @since 0.1.0
  */
-export type DurationInput = D.Input | `${number}${"ms" | "s" | "m" | "h"}`
+export type DurationInput = internal.DurationInput
 
 /**
  * Options as given from code; every field is optional and the environment
- * overrides it.
+ * overrides it. `signals` (`SHUTDOWN_SIGNALS`, default `SIGTERM,SIGINT`) fire
+ * the quit event; `logFormat` (`LOG_FORMAT`: `text` or `json`) is how logs and
+ * the report are written.
  *
  * @since 0.1.0
  */
-export interface Input {
-  readonly drainDelay?: DurationInput | undefined
-  readonly drainTimeout?: DurationInput | undefined
-  readonly shutdownTimeout?: DurationInput | undefined
-  readonly closeTimeout?: DurationInput | undefined
-  readonly signals?: ReadonlyArray<NodeJS.Signals> | undefined
-  readonly logFormat?: "text" | "json" | undefined
-}
-
-/**
- * The defaults, used where neither code nor the environment says otherwise.
- *
- * @since 0.1.0
- */
-export const defaults: Options = {
-  drainDelay: D.zero,
-  drainTimeout: D.seconds(20),
-  shutdownTimeout: D.seconds(30),
-  closeTimeout: D.seconds(5),
-  signals: ["SIGTERM", "SIGINT"],
-  logFormat: "text"
-}
+export type Input = internal.Input
 
 /**
  * A setting that cannot be used. `variable` names the environment variable
- * (or the option, when the value came from code) and `value` is what was given.
+ * (or the option, when the value came from code) and `value` is what was
+ * given; `reason` says what is expected.
  *
  * @since 0.1.0
  */
-export class InvalidOption extends Data.TaggedError("InvalidOption")<{
-  readonly variable: string
-  readonly value: string
-  readonly reason: string
-}> {
-  override get message(): string {
-    return `${this.variable}=${JSON.stringify(this.value)}: ${this.reason}`
-  }
-}
-
-const SHORT_FORM = /^(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)$/
-const UNITS = { ms: D.millis, s: D.seconds, m: D.minutes, h: D.hours } as const
-const EXPECTED = `expected a duration such as 5s, 500ms, 2m or "5 seconds"`
+export const InvalidOption: typeof internal.InvalidOption = internal.InvalidOption
+/** @since 0.1.0 */
+export type InvalidOption = internal.InvalidOption
 
 /**
  * Parses a duration as operators write it. Fails with the reason in words.
  *
  * @example
  * ```ts
+ * import { Duration, Result } from "effect"
  * import { Options } from "effect-graceful"
- * Options.parseDuration("1.5s") // Result.succeed(Duration.millis(1500))
- * Options.parseDuration("soon") // Result.fail("expected a duration such as …")
+ * const parsed = Options.parseDuration("1.5s")
+ * console.log(Result.isSuccess(parsed) && Duration.toMillis(parsed.success)) // 1500
+ * console.log(Result.isFailure(Options.parseDuration("soon"))) // true
  * ```
  * @since 0.1.0
  */
-export const parseDuration = (text: string): Result.Result<D.Duration, string> => {
-  const trimmed = text.trim()
-  const short = SHORT_FORM.exec(trimmed)
-  const parsed: Option.Option<D.Duration> = trimmed === "0"
-    ? Option.some(D.zero)
-    : short !== null
-    ? Option.some(UNITS[short[2] as keyof typeof UNITS](Number(short[1])))
-    : D.fromInput(trimmed as D.Input)
-  if (Option.isNone(parsed)) return Result.fail(EXPECTED)
-  return validate(parsed.value)
-}
-
-const validate = (duration: D.Duration): Result.Result<D.Duration, string> =>
-  !D.isFinite(duration)
-    ? Result.fail("must be finite")
-    : D.isNegative(duration)
-    ? Result.fail("must not be negative")
-    : Result.succeed(duration)
-
-const DurationFromText = Schema.String.pipe(Schema.decodeTo(
-  Schema.Duration,
-  SchemaTransformation.transformEffect({
-    decode: (text: string, options) =>
-      Result.match(parseDuration(text), {
-        onFailure: (reason) =>
-          Effect.fail(new SchemaIssue.InvalidValue({ message: `${JSON.stringify(text)}: ${reason}` }, text, options)),
-        onSuccess: Effect.succeed
-      }),
-    encode: (duration: D.Duration) => Effect.succeed(D.format(duration))
-  })
-))
+export const parseDuration: (text: string) => Result.Result<D.Duration, string> = internal.parseDuration
 
 /**
  * A `Config` for a non-negative duration that also accepts the short forms
@@ -150,123 +105,35 @@ const DurationFromText = Schema.String.pipe(Schema.decodeTo(
  * ```
  * @since 0.1.0
  */
-export const Duration = (name: string): Config.Config<D.Duration> => Config.schema(DurationFromText, name)
-
-const SIGNALS = new Set(Object.keys(constants.signals))
-
-const fromEnv = <A>(
-  variable: string,
-  parse: (text: string) => Result.Result<A, string>
-): Effect.Effect<Option.Option<A>, InvalidOption> =>
-  Config.option(Config.String(variable)).pipe(
-    Effect.mapError((error) => new InvalidOption({ variable, value: "", reason: error.message })),
-    Effect.flatMap(Option.match({
-      onNone: () => Effect.succeedNone,
-      onSome: (text) =>
-        Result.match(parse(text), {
-          onFailure: (reason) => Effect.fail(new InvalidOption({ variable, value: text, reason })),
-          onSuccess: (value) => Effect.succeedSome(value)
-        })
-    }))
-  )
+export const Duration: (name: string) => Config.Config<D.Duration> = internal.durationConfig
 
 /**
  * Decodes a duration given in code, naming `variable` in the error.
  *
  * @since 0.1.0
  */
-export const decodeDuration = (input: DurationInput, variable: string): Result.Result<D.Duration, InvalidOption> => {
-  const parsed = typeof input === "string" ? parseDuration(input) : Option.match(D.fromInput(input), {
-    onNone: () => Result.fail(EXPECTED),
-    onSome: validate
-  })
-  return Result.mapError(parsed, (reason) => new InvalidOption({ variable, value: String(input), reason }))
-}
-
-/**
- * Like {@link decodeDuration}, with a fallback for `undefined`; throws the
- * `InvalidOption`. Per-resource options (a closer's timeout) use it: a bad
- * literal in code is a defect that names the option, found at startup.
- *
- * @since 0.1.0
- */
-export const decodeDurationUnsafe = (
-  input: DurationInput | undefined,
-  fallback: D.Duration,
-  variable: string
-): D.Duration => {
-  if (input === undefined) return fallback
-  const result = decodeDuration(input, variable)
-  if (Result.isFailure(result)) throw result.failure
-  return result.success
-}
-
-const durationFromCode = (
-  variable: string,
-  input: DurationInput | undefined,
-  fallback: D.Duration
-): Effect.Effect<D.Duration, InvalidOption> =>
-  input === undefined ? Effect.succeed(fallback) : Effect.fromResult(decodeDuration(input, variable))
-
-const duration = (variable: string, option: keyof Input & `${string}${"Delay" | "Timeout"}`) =>
-(input: Input): Effect.Effect<D.Duration, InvalidOption> =>
-  fromEnv(variable, parseDuration).pipe(Effect.flatMap(Option.match({
-    onNone: () => durationFromCode(`${option} option`, input[option], defaults[option]),
-    onSome: Effect.succeed
-  })))
-
-const parseSignals = (text: string): Result.Result<ReadonlyArray<NodeJS.Signals>, string> => {
-  const names = text.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
-  const unknown = names.filter((name) => !SIGNALS.has(name))
-  if (names.length === 0) return Result.fail("expected a list of signals such as SIGTERM,SIGINT")
-  if (unknown.length > 0) return Result.fail(`unknown signal ${unknown.join(", ")}`)
-  return Result.succeed(names as ReadonlyArray<NodeJS.Signals>)
-}
-
-const parseLogFormat = (text: string): Result.Result<"text" | "json", string> =>
-  text === "text" || text === "json" ? Result.succeed(text) : Result.fail(`expected "text" or "json"`)
+export const decodeDuration: (input: DurationInput, variable: string) => Result.Result<D.Duration, InvalidOption> =
+  internal.decodeDuration
 
 /**
  * Resolves the options: the environment (through Effect's `ConfigProvider`)
- * over the values from code over the defaults. Fails with `InvalidOption`
- * naming the variable and its value when a duration does not parse or is
- * negative, a signal is unknown, or the drain delay is not shorter than the
- * shutdown timeout.
+ * over the values from code over the defaults, then the budget rule. Fails
+ * with `InvalidOption` naming the variable and its value when a duration does
+ * not parse or is negative, a signal is unknown or cannot be caught, or the
+ * values set do not fit in the shutdown timeout.
  *
  * @example
  * ```ts
- * import { Effect } from "effect"
+ * import { Duration, Effect } from "effect"
  * import { Options } from "effect-graceful"
  * const program = Effect.gen(function*() {
- *   const options = yield* Options.load({ drainDelay: "5 seconds" })
- *   yield* Effect.log(options.shutdownTimeout)
+ *   const options = yield* Options.load({ shutdownTimeout: "10 seconds" })
+ *   yield* Effect.log(Duration.format(options.drainTimeout)) // 6s 666ms, derived
  * })
  * ```
  * @since 0.1.0
  */
-export const load = (input: Input = {}): Effect.Effect<Options, InvalidOption> =>
-  Effect.gen(function*() {
-    const drainDelay = yield* duration("DRAIN_DELAY", "drainDelay")(input)
-    const drainTimeout = yield* duration("DRAIN_TIMEOUT", "drainTimeout")(input)
-    const shutdownTimeout = yield* duration("SHUTDOWN_TIMEOUT", "shutdownTimeout")(input)
-    const closeTimeout = yield* duration("CLOSE_TIMEOUT", "closeTimeout")(input)
-    const signals = Option.getOrElse(
-      yield* fromEnv("SHUTDOWN_SIGNALS", parseSignals),
-      () => input.signals ?? defaults.signals
-    )
-    const logFormat = Option.getOrElse(
-      yield* fromEnv("LOG_FORMAT", parseLogFormat),
-      () => input.logFormat ?? defaults.logFormat
-    )
-    if (!D.isLessThan(drainDelay, shutdownTimeout)) {
-      return yield* new InvalidOption({
-        variable: "DRAIN_DELAY",
-        value: D.format(drainDelay),
-        reason: `must be shorter than SHUTDOWN_TIMEOUT (${D.format(shutdownTimeout)})`
-      })
-    }
-    return { drainDelay, drainTimeout, shutdownTimeout, closeTimeout, signals, logFormat }
-  })
+export const load: (input?: Input) => Effect.Effect<Options, InvalidOption> = internal.load
 
 /**
  * Like {@link load}, from code alone: the environment is not read. For tests
@@ -274,5 +141,4 @@ export const load = (input: Input = {}): Effect.Effect<Options, InvalidOption> =
  *
  * @since 0.1.0
  */
-export const fromCode = (input: Input = {}): Effect.Effect<Options, InvalidOption> =>
-  load(input).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromUnknown({})))
+export const fromCode: (input?: Input) => Effect.Effect<Options, InvalidOption> = internal.fromCode

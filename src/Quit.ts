@@ -1,97 +1,130 @@
 /**
  * The quit event: one per process, fired once — by the first signal, by code,
- * or by a failure — and observed by everything that must stop gracefully.
+ * by a failure, or at the latest when the program's layers begin to be
+ * released — and observed by everything that must stop gracefully.
  *
  * It is the Effect form of a Go "quit" package: `HasFired` is
  * {@link hasFired}, `Done()` is {@link fired}, `GracefulStop` is {@link fire}
  * (or {@link trigger} from plain JS), `AddGoroutine`/`DoneGoroutine` become
  * {@link track} and {@link group}, `RegisterStopFunc`/`RegisterCloser` are
  * {@link registerStopFunc}/{@link registerCloser}, and {@link addCloser} is the
- * scoped closer that layers use.
+ * scoped closer that layers use. Like a Go `context` handed to every
+ * `Shutdown`, the quit event fixes the {@link Deadlines} when it fires, and
+ * every component reads them.
  *
- * The service also keeps the registry behind the shutdown report: every group
- * and closer registered here is a row, with its outcome and in-flight counts.
+ * `Main.runMain` provides it; under any other runner (`NodeRuntime.runMain`,
+ * `Layer.launch` with `Effect.runFork`, `ManagedRuntime`, tests) provide
+ * {@link layer}.
  *
  * @since 0.1.0
  */
-import type { Fiber, Scope } from "effect"
-import { Context, Deferred, Effect, Layer, PubSub, Stream } from "effect"
+import type { Duration, Layer, Scope } from "effect"
+import { Effect, Option, Stream } from "effect"
 import { dual } from "effect/Function"
-import { type CloseFunction, toEffect } from "./internal/close.ts"
-import type { InFlight } from "./internal/inFlight.ts"
-import * as internal from "./internal/quit.ts"
-import * as Options from "./Options.ts"
+import { type CloseFunction, toEffect } from "./internal/core/close.ts"
+import * as closers from "./internal/core/closers.ts"
+import * as group_ from "./internal/core/group.ts"
+import * as layer_ from "./internal/core/layer.ts"
+import * as options_ from "./internal/core/options.ts"
+import * as internal from "./internal/core/quit.ts"
+import type * as Options from "./Options.ts"
 
 /**
- * `running → draining → stopping → stopped`, preceded by `starting` while the
- * runner builds the program's layers. Phases only move forward.
+ * `starting → running → draining → stopping → stopped`. Phases only move forward.
  *
- * - `draining`: the quit event fired; readiness reports not-ready; work is
- *   still served through the drain delay.
- * - `stopping`: the program is interrupted; finalizers close listeners, drain
- *   and close resources.
+ * - `starting`: `Main.runMain` builds the layers; readiness says not-ready.
+ * - `running`: ready for traffic.
+ * - `draining`: the quit event fired; readiness says not-ready; work is still
+ *   served through the drain delay.
+ * - `stopping`: the drain delay ended; listeners close, groups drain, closers close.
  * - `stopped`: everything closed (or was abandoned); the report is written.
  *
  * @since 0.1.0
  */
 export type Phase = internal.Phase
 
-/**
- * A phase and when it began (epoch milliseconds from Effect's `Clock`).
- *
- * @since 0.1.0
- */
+/** A phase and when it began (epoch milliseconds from Effect's `Clock`). @since 0.1.0 */
 export type PhaseChange = internal.PhaseChange
 
 /**
- * Why the quit event fired. A `Failure` makes the exit code 1.
+ * Why the quit event fired. A `Failure` makes the exit code 1; `Released`
+ * means the layers were released with no other reason (a runner's
+ * interruption, `ManagedRuntime.dispose`, a test's scope).
  *
  * @since 0.1.0
  */
 export type Reason = internal.Reason
 
+/** The instants fixed at the quit event; see {@link deadlines}. @since 0.1.0 */
+export type Deadlines = internal.Deadlines
+
+/** A deadline by the moment it names: `stopping`, `drain`, `close`, `shutdown`. @since 0.1.0 */
+export type Deadline = internal.Deadline
+
+/** The members of the quit event service; each is documented where it is declared. @since 0.1.0 */
+export type Service = internal.Service
+
 /**
- * The quit event service. Provided by `Main.runMain`; in tests, by
- * {@link layer}. Use the functions of this module rather than its members.
+ * The quit event service. Provided by `Main.runMain` and by {@link layer}.
+ * Use the functions of this module rather than its members.
  *
  * @since 0.1.0
  */
-export class Quit extends Context.Service<Quit, internal.QuitImpl>()("effect-graceful/Quit") {}
+export const Quit: typeof internal.Quit = internal.Quit
+/** @since 0.1.0 */
+export type Quit = internal.Quit
 
 /**
- * Makes a quit event with options from code (no environment). `phase` is where
- * it starts: `running` by default, `starting` when a runner will mark it.
+ * The quit event for any runner but `Main.runMain`. It reads the same options
+ * as `Main.runMain` — the environment (`DRAIN_DELAY`, `DRAIN_TIMEOUT`,
+ * `CLOSE_TIMEOUT`, `SHUTDOWN_TIMEOUT`, `SHUTDOWN_SIGNALS`, `LOG_FORMAT`, through
+ * `Config`) over `options` — and fails with `InvalidOption` before anything is
+ * acquired when they cannot hold. Then:
+ *
+ * - the first of the signals fires the quit event (before the runner's own
+ *   listener interrupts the program); a signal nothing else listens to ends
+ *   the process as Node would;
+ * - at the latest, the first graceful finalizer (a group, a server, a closer)
+ *   fires it when the layers built on this one begin to be released;
+ * - every server waits out the drain delay before its listener closes, every
+ *   group is cut at the drain deadline and every closer abandoned by the close
+ *   deadline — as under `Main.runMain`;
+ * - when the layers are released: the units of {@link track} are drained, the
+ *   closers of {@link registerCloser} run, the phase becomes `stopped`.
+ *
+ * The report, the exit code, the second signal and the exit at the shutdown
+ * deadline are `Main.runMain`'s: options that ask for them are named in one
+ * warning at start. Inside `Main.runMain` it is the runner's quit event (and
+ * refuses options other than the runner's). `phase: "starting"` makes
+ * readiness wait for {@link markRunning}.
+ *
+ * @example
+ * ```ts
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Effect, Layer } from "effect"
+ * import { Closer, Quit } from "effect-graceful"
+ * const App = Closer.layerDiscard("db", Effect.log("db closed"))
+ * const main = Layer.launch(App.pipe(Layer.provide(Quit.layer({ drainDelay: "5 seconds" }))))
+ * if (process.env["RUN_EXAMPLE"]) NodeRuntime.runMain(main)
+ * ```
+ * @since 0.1.0
+ */
+export const layer: (
+  options?: Options.Input,
+  config?: { readonly phase?: "starting" | "running" }
+) => Layer.Layer<Quit, Options.InvalidOption> = layer_.layer
+
+/**
+ * A quit event from `options` alone (no environment, no signals), for
+ * embedding and tests that drive it by hand.
  *
  * @since 0.1.0
  */
 export const make = (
   options: Options.Input = {},
   config: { readonly phase?: "starting" | "running" } = {}
-): Effect.Effect<internal.QuitImpl, Options.InvalidOption> =>
-  Effect.gen(function*() {
-    const resolved = yield* Options.fromCode(options)
-    const phases = yield* PubSub.unbounded<PhaseChange>({ replay: 1 })
-    const clock = yield* Effect.clockWith(Effect.succeed)
-    const context = yield* Effect.context<never>()
-    return new internal.QuitImpl(resolved, clock, context, phases, config.phase ?? "running")
-  })
-
-/**
- * A layer with a fresh quit event, for tests and for programs run without
- * `Main.runMain`.
- *
- * @example
- * ```ts
- * import { Effect } from "effect"
- * import { Quit } from "effect-graceful"
- * const program = Quit.fire("done").pipe(Effect.provide(Quit.layer({ drainTimeout: "1 second" })))
- * ```
- * @since 0.1.0
- */
-export const layer = (
-  options: Options.Input = {},
-  config: { readonly phase?: "starting" | "running" } = {}
-): Layer.Layer<Quit, Options.InvalidOption> => Layer.effect(Quit, make(options, config))
+): Effect.Effect<Service, Options.InvalidOption> =>
+  Effect.flatMap(options_.fromCode(options), (resolved) => layer_.make(resolved, config.phase))
 
 // ---- the event -------------------------------------------------------------
 
@@ -120,7 +153,11 @@ export const fired: Effect.Effect<Reason, never, Quit> = Quit.use((quit) => quit
  * ```ts
  * import { Effect } from "effect"
  * import { Quit } from "effect-graceful"
- * const onAdminShutdown = Quit.fire("admin requested shutdown")
+ * const program = Effect.gen(function*() {
+ *   const first = yield* Quit.fire("admin requested shutdown")
+ *   const again = yield* Quit.fire("again")
+ *   console.log(first, again) // true false
+ * }).pipe(Effect.provide(Quit.layer()))
  * ```
  * @since 0.1.0
  */
@@ -155,20 +192,42 @@ export const failure = (reason: string, error?: unknown): Reason => ({ _tag: "Fa
 /** The reason in words, as logs and the report print it. @since 0.1.0 */
 export const describe: (reason: Reason) => string = internal.describeReason
 
+// ---- deadlines -------------------------------------------------------------
+
+/**
+ * The instants fixed when the quit event fired (`None` before): the end of the
+ * drain delay, the drain deadline, the close deadline, the shutdown deadline.
+ *
+ * @since 0.1.0
+ */
+export const deadlines: Effect.Effect<Option.Option<Deadlines>, never, Quit> = Quit.use((quit) =>
+  Effect.sync(() => Option.fromUndefinedOr(quit.deadlines))
+)
+
+/**
+ * The time left until a deadline (zero once it passed). Before the quit
+ * event, the whole span, as if it fired now. Hand it to a client's own close,
+ * so that it ends by the shared deadline.
+ *
+ * @example
+ * ```ts
+ * import { Duration, Effect, Layer } from "effect"
+ * import { Quit } from "effect-graceful"
+ * const broker = { disconnect: async (_timeoutMillis: number) => {} }
+ * const Broker = Layer.effectDiscard(Quit.addCloser("broker", Effect.flatMap(Quit.timeLeft("close"), (left) =>
+ *   Effect.promise(() => broker.disconnect(Duration.toMillis(left))))))
+ * ```
+ * @since 0.1.0
+ */
+export const timeLeft = (deadline: Deadline): Effect.Effect<Duration.Duration, never, Quit> =>
+  Effect.map(internal.current, (quit) => quit.timeLeft(deadline))
+
 // ---- phases ----------------------------------------------------------------
 
-/**
- * The current phase and when it began.
- *
- * @since 0.1.0
- */
+/** The current phase and when it began. @since 0.1.0 */
 export const phase: Effect.Effect<PhaseChange, never, Quit> = Quit.use((quit) => Effect.sync(() => quit.phase))
 
-/**
- * Every phase reached so far, in order, with the time each began.
- *
- * @since 0.1.0
- */
+/** Every phase reached so far, in order, with the time each began. @since 0.1.0 */
 export const history: Effect.Effect<ReadonlyArray<PhaseChange>, never, Quit> = Quit.use((quit) =>
   Effect.sync(() => [...quit.history])
 )
@@ -189,13 +248,11 @@ export const phases: Stream.Stream<PhaseChange, never, Quit> = Stream.unwrap(Qui
 
 /**
  * Marks the program as started: `starting → running`. `Main.runMain` does this
- * when the layers are built; call it yourself only when running without it.
+ * when the layers are built; call it yourself with `Quit.layer(…, { phase: "starting" })`.
  *
  * @since 0.1.0
  */
-export const markRunning: Effect.Effect<boolean, never, Quit> = Quit.use((quit) =>
-  Effect.sync(() => quit.setPhase("running"))
-)
+export const markRunning: Effect.Effect<boolean, never, Quit> = Effect.map(internal.current, (quit) => quit.setPhase("running"))
 
 // ---- in-flight work ----------------------------------------------------------
 
@@ -204,76 +261,48 @@ export const markRunning: Effect.Effect<boolean, never, Quit> = Quit.use((quit) 
  * `AddGoroutine`/`DoneGoroutine`. Nobody counts by hand: a unit is counted for
  * exactly as long as it runs.
  *
- * @since 0.1.0
- */
-export interface Group {
-  readonly name: string
-  /** Units in flight now. */
-  readonly inFlight: Effect.Effect<number>
-  /** Completes the moment no unit is in flight — woken by the count, never polled. */
-  readonly awaitIdle: Effect.Effect<void>
-  /**
-   * Completes when the group begins to close (its scope is closing), whether
-   * or not the quit event fired. A work loop checks it between units.
-   */
-  readonly closing: Effect.Effect<void>
-  readonly isClosing: Effect.Effect<boolean>
-  /** Runs `unit` counted; the drain timeout may interrupt it. */
-  readonly track: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-  /**
-   * Starts `unit` counted in a fiber the group owns: closing the scope does
-   * not interrupt it — the group waits for it, and cuts it only at the drain
-   * timeout. (`group.track(unit).pipe(Effect.forkScoped)` would instead be
-   * interrupted when the scope closes, before the group drains.)
-   */
-  readonly fork: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<Fiber.Fiber<A, E>, never, R>
-  /**
-   * Counts one unit from plain JS code (a socket, a callback request); call the
-   * returned function when it ends. Calling it twice counts once.
-   */
-  readonly enterUnsafe: () => () => void
-}
-
-const toGroup = (entry: internal.Entry, inFlight: InFlight): Group => ({
-  name: entry.name,
-  closing: Deferred.await(entry.closing),
-  isClosing: Deferred.isDone(entry.closing),
-  inFlight: Effect.sync(() => inFlight.count),
-  awaitIdle: inFlight.awaitIdle,
-  track: (unit) => inFlight.track(unit),
-  fork: (unit) => Effect.forkDetach(inFlight.track(unit), { startImmediately: true }),
-  enterUnsafe: () => inFlight.enter()
-})
-
-/**
- * Options of a {@link group}.
+ * - `inFlight`: units in flight now.
+ * - `awaitIdle`: completes the moment no unit is in flight — woken by the
+ *   count, never polled.
+ * - `closing` / `isClosing`: the group stops taking new work (its `onStop`
+ *   runs): at the end of the drain delay, or when its scope closes if no quit
+ *   event fired. A work loop checks it between units.
+ * - `track(unit)`: runs `unit` counted; the cut may interrupt it.
+ * - `fork(unit)`: starts `unit` counted in a fiber the group owns: closing the
+ *   scope does not interrupt it — the group waits for it, and cuts it only at
+ *   the drain deadline.
+ * - `enterUnsafe()`: counts one unit from plain JS (a socket, a callback
+ *   request); call the returned function when it ends (twice counts once).
  *
  * @since 0.1.0
  */
-export interface GroupOptions {
-  /** Shown in the report (`http`, `grpc`, `worker`…). Default `group`. */
-  readonly kind?: string | undefined
-  /** Overrides the drain timeout of the quit event for this group. */
-  readonly drainTimeout?: Options.DurationInput | undefined
-  /** Bounds stopping and cutting, on top of the drain timeout. Default: the close timeout. */
-  readonly closeTimeout?: Options.DurationInput | undefined
-  /** Stops new work from arriving (closes the listener). Runs first on close. */
-  readonly onStop?: Effect.Effect<void, unknown> | undefined
-  /** Cuts what `track` cannot interrupt (destroys sockets). Runs at the drain timeout. */
-  readonly onCut?: Effect.Effect<void, unknown> | undefined
-}
+export type Group = group_.Group
+
+/**
+ * Options of a {@link group}: `kind` for the report (default `group`); a
+ * `drainTimeout` and `closeTimeout` of its own, which may be shorter than the
+ * shared ones, never longer; `onStop` stops new work from arriving (closes a
+ * listener); `onCut` cuts what interrupting fibers cannot (destroys sockets).
+ *
+ * @since 0.1.0
+ */
+export type GroupOptions = group_.GroupOptions
 
 /**
  * Registers a group for the lifetime of the current scope. When the scope
  * closes, in this order:
  *
- * 1. `onStop` runs: no new work arrives;
- * 2. it waits until no unit is in flight — done the moment the count is zero;
- * 3. at the drain timeout, units still in flight are cut: fibers running
- *    `track`ed units are interrupted (their finalizers run), `onCut` runs, and
- *    it waits for the count to reach zero;
- * 4. the outcome (`done`, `cut`, `timed out` if even cutting hung past the close
- *    timeout, `failed`) goes to the report.
+ * 1. after the quit event, it waits for the end of the drain delay;
+ * 2. `onStop` runs: no new work arrives (a failing one is logged and the
+ *    drain goes on; the report says `failed`);
+ * 3. it waits until no unit is in flight — done the moment the count is zero;
+ * 4. at the drain deadline (or its own shorter drain timeout), units still in
+ *    flight are cut: fibers running `track`ed units are interrupted (their
+ *    finalizers run) and `onCut` runs;
+ * 5. the outcome (`done`, `cut`, `timed out` if even cutting hung past the
+ *    close deadline, `failed`) goes to the report.
+ *
+ * A timeout longer than the shared one fails with `InvalidOption`.
  *
  * @example
  * ```ts
@@ -281,39 +310,25 @@ export interface GroupOptions {
  * import { Quit } from "effect-graceful"
  * const jobs = Effect.gen(function*() {
  *   const group = yield* Quit.group("emails", { kind: "worker" })
- *   yield* group.track(Effect.log("sending")).pipe(Effect.forkScoped)
+ *   yield* group.fork(Effect.log("sending"))
  * })
  * ```
  * @since 0.1.0
  */
-export const group = (
-  name: string,
-  options: GroupOptions = {}
-): Effect.Effect<Group, never, Quit | Scope.Scope> =>
-  Quit.use((quit) => Effect.suspend(() => {
-    const entry = quit.register(name, options.kind ?? "group", true)
-    const inFlight = entry.inFlight!
-    const drainTimeout = Options.decodeDurationUnsafe(options.drainTimeout, quit.options.drainTimeout, `${name}: drainTimeout`)
-    const closeTimeout = Options.decodeDurationUnsafe(options.closeTimeout, quit.options.closeTimeout, `${name}: closeTimeout`)
-    return Effect.as(
-      Effect.addFinalizer(() =>
-        internal.drain(quit, entry, { drainTimeout, closeTimeout, onStop: options.onStop, onCut: options.onCut })
-      ),
-      toGroup(entry, inFlight)
-    )
-  }))
+export const group = (name: string, options: GroupOptions = {}): Effect.Effect<Group, Options.InvalidOption, Quit | Scope.Scope> =>
+  Effect.flatMap(internal.current, (quit) => group_.make(quit, name, options))
 
 /**
  * Runs `unit` counted under `name` for its whole lifetime, in a group made on
  * first use (kind `task`). Unlike a scoped {@link group}, these units are not
- * interrupted by any scope: `Main.runMain` waits for them after the program
- * has stopped, up to the drain timeout, then cuts them.
+ * interrupted by any scope: they are waited for after the program has stopped,
+ * and cut at the drain deadline.
  *
  * @example
  * ```ts
  * import { Effect } from "effect"
  * import { Quit } from "effect-graceful"
- * const sendReceipt = Effect.log("sent").pipe(Quit.track("receipts"), Effect.forkDetach)
+ * const sendReceipt = Effect.log("sent").pipe(Quit.track("receipts"))
  * ```
  * @since 0.1.0
  */
@@ -323,7 +338,7 @@ export const track: {
 } = dual(
   2,
   <A, E, R>(unit: Effect.Effect<A, E, R>, name: string): Effect.Effect<A, E, R | Quit> =>
-    Quit.use((quit) => quit.task(name).track(unit))
+    Effect.flatMap(internal.current, (quit) => quit.task(name).track(unit))
 )
 
 /**
@@ -333,7 +348,7 @@ export const track: {
  * @since 0.1.0
  */
 export const inFlight = (name: string): Effect.Effect<number, never, Quit> =>
-  Quit.use((quit) => Effect.sync(() => quit.find(name)?.inFlight?.count ?? quit.tasks.get(name)?.inFlight.count ?? 0))
+  Effect.map(internal.current, (quit) => quit.find(name)?.inFlight?.count ?? 0)
 
 /**
  * Completes the moment `name` has no unit in flight (at once if it has none).
@@ -342,27 +357,28 @@ export const inFlight = (name: string): Effect.Effect<number, never, Quit> =>
  * @since 0.1.0
  */
 export const awaitIdle = (name: string): Effect.Effect<void, never, Quit> =>
-  Quit.use((quit) => (quit.find(name)?.inFlight ?? quit.tasks.get(name)?.inFlight)?.awaitIdle ?? Effect.void)
+  Effect.flatMap(internal.current, (quit) => quit.find(name)?.inFlight?.awaitIdle ?? Effect.void)
 
 // ---- closers -----------------------------------------------------------------
 
 /**
- * Options of closers and stop functions.
+ * Options of closers and stop functions: `kind` for the report (default
+ * `closer`); `timeout`, after which it is abandoned (default the close
+ * timeout; never later than the close deadline; a longer one is refused).
  *
  * @since 0.1.0
  */
 export interface CloseOptions {
-  /** Shown in the report. Default `closer`. */
   readonly kind?: string | undefined
-  /** Abandon it after this long. Default: the close timeout (5 s). */
   readonly timeout?: Options.DurationInput | undefined
 }
 
 /**
- * Closes `close` when the current scope closes, under its own timeout: a hung
- * close is abandoned at the timeout and logged by name, a failing one is logged
- * with its cause, and neither stops the other finalizers. Use it inside
- * `Layer.effect` so that the close follows the layer graph.
+ * Closes `close` when the current scope closes, under its own timeout and the
+ * close deadline: a hung close is abandoned and logged by name, a failing one
+ * is logged with its cause, and neither stops the other finalizers. Use it
+ * inside `Layer.effect` so that the close follows the layer graph. A timeout
+ * longer than the close timeout fails with `InvalidOption`.
  *
  * @example
  * ```ts
@@ -377,14 +393,12 @@ export const addCloser = <E, R>(
   name: string,
   close: CloseFunction<E, R>,
   options: CloseOptions = {}
-): Effect.Effect<void, never, Quit | Scope.Scope | R> =>
+): Effect.Effect<void, Options.InvalidOption, Quit | Scope.Scope | R> =>
   Effect.gen(function*() {
-    const quit = yield* Quit
+    const quit = yield* internal.current
+    const timeout = yield* closers.timeout(quit, name, options.timeout)
     const context = yield* Effect.context<R>()
-    const entry = quit.register(name, options.kind ?? "closer", false)
-    const timeout = Options.decodeDurationUnsafe(options.timeout, quit.options.closeTimeout, `${name}: timeout`)
-    const body = toEffect(close).pipe(Effect.as({ outcome: "done" } as const), Effect.provideContext(context))
-    yield* Effect.addFinalizer(() => quit.close(entry, body, timeout))
+    yield* closers.add(quit, name, options.kind ?? "closer", Effect.provideContext(toEffect(close), context), timeout)
   })
 
 const registerOutsideScope = (list: "closers" | "stopFuncs") =>
@@ -392,19 +406,18 @@ const registerOutsideScope = (list: "closers" | "stopFuncs") =>
   name: string,
   close: CloseFunction<E>,
   options: Omit<CloseOptions, "kind"> = {}
-): Effect.Effect<void, never, Quit> =>
-  Quit.use((quit) =>
-    Effect.sync(() => {
-      const timeout = Options.decodeDurationUnsafe(options.timeout, quit.options.closeTimeout, `${name}: timeout`)
-      quit.registerOutsideScope(list, name, toEffect(close), timeout)
-    })
-  )
+): Effect.Effect<void, Options.InvalidOption, Quit> =>
+  Effect.gen(function*() {
+    const quit = yield* internal.current
+    const timeout = yield* closers.timeout(quit, name, options.timeout)
+    quit.registerOutsideScope(list, name, toEffect(close), timeout)
+  })
 
 /**
  * Registers a closer outside any scope (Go's `RegisterCloser`), for code not
  * written as a layer. Closers run after the program has stopped and its
  * layers are released, one at a time, last registered first, each under its
- * own timeout.
+ * own timeout and the close deadline.
  *
  * @example
  * ```ts
@@ -418,13 +431,13 @@ export const registerCloser: <E>(
   name: string,
   close: CloseFunction<E>,
   options?: Omit<CloseOptions, "kind">
-) => Effect.Effect<void, never, Quit> = registerOutsideScope("closers")
+) => Effect.Effect<void, Options.InvalidOption, Quit> = registerOutsideScope("closers")
 
 /**
  * Registers a stop function outside any scope (Go's `RegisterStopFunc`): it
- * runs when stopping begins — after the drain delay, alongside the program's
- * finalizers — under its own timeout. Use it to tell a non-Effect server to
- * stop accepting (`fastify.close`, `server.close`).
+ * runs at the end of the drain delay, alongside the program's finalizers,
+ * under its own timeout and the close deadline. Use it to tell a non-Effect
+ * server to stop accepting (`fastify.close`, `server.close`).
  *
  * @example
  * ```ts
@@ -438,4 +451,4 @@ export const registerStopFunc: <E>(
   name: string,
   stop: CloseFunction<E>,
   options?: Omit<CloseOptions, "kind">
-) => Effect.Effect<void, never, Quit> = registerOutsideScope("stopFuncs")
+) => Effect.Effect<void, Options.InvalidOption, Quit> = registerOutsideScope("stopFuncs")

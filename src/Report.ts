@@ -7,66 +7,51 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
+import type * as internal from "./internal/core/report.ts"
 
 /**
  * How a resource ended.
  *
  * - `done`: closed, nothing was lost.
- * - `cut`: the drain timeout passed; the units still in flight were cut.
- * - `timed out`: its own timeout passed; it was abandoned.
- * - `failed`: its close failed (the cause is in `detail` and in the log).
- * - `abandoned`: still open when the process exited (shutdown timeout or a
+ * - `cut`: the drain deadline (or its own drain timeout) passed; the units
+ *   still in flight were cut.
+ * - `timed out`: its own timeout or the close deadline passed; it was abandoned.
+ * - `failed`: its close (or its stop) failed (the cause is in `detail` and in the log).
+ * - `abandoned`: still open when the process exited (shutdown deadline or a
  *   second signal).
  *
  * @since 0.1.0
  */
-export type Outcome = "done" | "cut" | "timed out" | "failed" | "abandoned"
+export type Outcome = internal.Outcome
 
 /**
- * One registered resource in the report.
+ * One registered resource in the report: its name and kind, its outcome, how
+ * long its close took in milliseconds (absent if it never began closing), its
+ * units in flight when draining began and when it ended, and a short reason.
  *
  * @since 0.1.0
  */
-export interface Row {
-  readonly name: string
-  readonly kind: string
-  readonly outcome: Outcome
-  /** Time its close took, in milliseconds; absent if it never began closing. */
-  readonly millis: number | undefined
-  /** Units in flight when draining began (the quit event, or its own close). */
-  readonly inFlightAtDrain: number | undefined
-  /** Units in flight when it ended (or at exit, if it never ended). */
-  readonly inFlightAtEnd: number | undefined
-  /** A short reason: the failure, the timeout, how many units were cut. */
-  readonly detail: string | undefined
-}
+export type Row = internal.Row
 
 /**
  * How the run ended.
  *
  * - `completed`: the program ended by itself (or failed) before any quit event.
  * - `graceful`: the quit event fired and everything closed in time.
- * - `deadline`: the shutdown timeout passed first.
+ * - `deadline`: the shutdown deadline passed first.
  * - `forced`: a second signal arrived during shutdown.
  *
  * @since 0.1.0
  */
-export type Ending = "completed" | "graceful" | "deadline" | "forced"
+export type Ending = internal.Ending
 
 /**
- * The whole report.
+ * The whole report: what fired the quit event (in words), how it ended, the
+ * exit code, the time from the quit event to the report, and the rows.
  *
  * @since 0.1.0
  */
-export interface Report {
-  /** What fired the quit event, in words (`SIGTERM`, `requested: …`). */
-  readonly reason: string | undefined
-  readonly ending: Ending
-  readonly exitCode: number
-  /** From the quit event (or the program's end) to the report, in milliseconds. */
-  readonly totalMillis: number
-  readonly rows: ReadonlyArray<Row>
-}
+export type Report = internal.Report
 
 const dash = (value: number | string | undefined): string => value === undefined ? "-" : String(value)
 

@@ -9,9 +9,9 @@
 import type { Layer } from "effect"
 import { Cause, Config, Duration, Effect, Exit, Fiber, Layer as L } from "effect"
 import { constants } from "node:os"
-import { drain, type QuitImpl } from "./internal/quit.ts"
-import { Quit } from "./Quit.ts"
-import * as Quit_ from "./Quit.ts"
+import { finish } from "./internal/core/layer.ts"
+import { InvalidOption } from "./internal/core/options.ts"
+import { current, describeReason, type Quit, type QuitImpl } from "./internal/core/quit.ts"
 import type * as Report from "./Report.ts"
 
 /**
@@ -22,7 +22,11 @@ import type * as Report from "./Report.ts"
  * @since 0.1.0
  */
 export const launch = <ROut, E, RIn>(layer: Layer.Layer<ROut, E, RIn>): Effect.Effect<never, E, RIn | Quit> =>
-  L.build(layer).pipe(Effect.andThen(Quit_.markRunning), Effect.andThen(Effect.never), Effect.scoped)
+  L.build(layer).pipe(
+    Effect.andThen(Effect.flatMap(current, (quit) => Effect.sync(() => quit.setPhase("running")))),
+    Effect.andThen(Effect.never),
+    Effect.scoped
+  )
 
 type Ending = { readonly _tag: "graceful" } | { readonly _tag: "deadline" } | {
   readonly _tag: "forced"
@@ -30,24 +34,24 @@ type Ending = { readonly _tag: "graceful" } | { readonly _tag: "deadline" } | {
 }
 
 /**
- * Runs `program` until it ends or the quit event fires, then shuts down, in
- * this order:
+ * Runs `program` until it ends or the quit event fires, then shuts down
+ * against the deadlines fixed at the quit event, in this order:
  *
  * 1. `draining` — the quit event fired; readiness already says not-ready.
  *    The drain delay passes (skipped if the program was still `starting`:
  *    nothing routes to a service that never became ready).
  * 2. `stopping` — registered stop functions run, and at the same time the
  *    program is interrupted, so its finalizers run in Effect's order: reverse
- *    acquisition, merged layers in parallel. Each group and closer registered
- *    through `Quit` is bounded by its own timeout.
- * 3. Units counted with `Quit.track` outside any scope get the drain timeout,
- *    then are cut.
+ *    acquisition, merged layers in parallel. Every group is cut at the drain
+ *    deadline, every closer abandoned by the close deadline.
+ * 3. Units counted with `Quit.track` outside any scope are waited for, and
+ *    cut at the drain deadline.
  * 4. Closers registered with `Quit.registerCloser` run, last registered first.
  * 5. `stopped` — the report is written.
  *
- * The shutdown timeout runs from the quit event; when it passes, whatever is
- * still open is logged and the result says exit code 1. A second signal
- * (`Quit` forced) ends it at once with 128 + the signal number.
+ * At the shutdown deadline whatever is still open is logged and the result
+ * says exit code 1. A second signal (`Quit` forced) ends it at once with
+ * 128 + the signal number.
  *
  * The program's own failure, a failing or timed-out resource, or a quit event
  * fired by a failure make the exit code 1; otherwise it is 0.
@@ -56,7 +60,7 @@ type Ending = { readonly _tag: "graceful" } | { readonly _tag: "deadline" } | {
  */
 export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Report.Report, never, R | Quit> =>
   Effect.gen(function*() {
-    const quit = yield* Quit
+    const quit = yield* current
     // Detached, so that returning the report never waits on a program or a
     // stop sequence that the deadline or a second signal has abandoned.
     const fiber = yield* Effect.forkDetach(program, { startImmediately: true })
@@ -65,26 +69,22 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
       Effect.map(quit.fired, (reason) => ({ _tag: "fired", reason }) as const)
     ).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
     if (first._tag === "exited") {
-      if (Exit.isSuccess(first.exit)) quit.fire({ _tag: "Completed" })
-      else quit.fail(Quit_.failure("the program failed", Cause.squash(first.exit.cause)))
-    } else {
+      if (Exit.isSuccess(first.exit)) quit.fire({ _tag: "Completed" }, { immediate: true })
+      else quit.fail({ _tag: "Failure", reason: "the program failed", error: Cause.squash(first.exit.cause) }, { immediate: true })
+    }
+    const deadlines = quit.deadlines!
+    if (first._tag === "fired") {
+      const at = (instant: number) => Duration.format(Duration.millis(instant - deadlines.fired))
       yield* Effect.logInfo(
-        `quit event (${Quit_.describe(first.reason)}): draining; drain delay ${
-          Duration.format(quit.options.drainDelay)
-        }, shutdown timeout ${Duration.format(quit.options.shutdownTimeout)}`
+        `quit event (${describeReason(first.reason)}): draining; listeners close in ${at(deadlines.stopping)}, ` +
+          `drain deadline in ${at(deadlines.drain)}, close deadline in ${at(deadlines.close)}, ` +
+          `shutdown deadline in ${at(deadlines.shutdown)}`
       )
     }
-    const firedAt = quit.firedAt!
-    const wasRunning = quit.history.some((change) => change.phase === "running")
-    const stop = yield* Effect.forkDetach(stopAll(quit, fiber, first._tag === "fired" && wasRunning), {
-      startImmediately: true
-    })
-    const remaining = Duration.millis(
-      Math.max(0, Duration.toMillis(quit.options.shutdownTimeout) - (quit.now() - firedAt))
-    )
+    const stop = yield* Effect.forkDetach(stopAll(quit, fiber), { startImmediately: true })
     const ending = yield* Effect.raceAllFirst([
       Effect.as(Fiber.await(stop), { _tag: "graceful" } as Ending),
-      Effect.as(Effect.sleep(remaining), { _tag: "deadline" } as Ending),
+      Effect.as(quit.sleepUntil(deadlines.shutdown), { _tag: "deadline" } as Ending),
       Effect.map(quit.forced, (signal): Ending => ({ _tag: "forced", signal }))
     ])
     if (ending._tag !== "graceful") {
@@ -97,17 +97,17 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
     const programExit = fiber.pollUnsafe()
     if (programExit !== undefined && Exit.isFailure(programExit) && !Cause.hasInterruptsOnly(programExit.cause)) {
       const error = Cause.squash(programExit.cause)
-      yield* error instanceof Config.ConfigError
+      yield* error instanceof Config.ConfigError || error instanceof InvalidOption
         ? Effect.logError(`invalid configuration: ${error.message}`)
         : Effect.logError("the program failed", programExit.cause)
     }
     quit.setPhase("stopped")
     const rows = quit.rows()
     const report: Report.Report = {
-      reason: Quit_.describe(quit.reason!),
+      reason: describeReason(quit.reason!),
       ending: ending._tag === "graceful" ? (first._tag === "exited" ? "completed" : "graceful") : ending._tag,
       exitCode: exitCode(quit, ending, programExit, rows),
-      totalMillis: quit.now() - firedAt,
+      totalMillis: quit.now() - deadlines.fired,
       rows
     }
     return report
@@ -126,32 +126,11 @@ const exitCode = (
   return rows.some((row) => row.outcome === "failed" || row.outcome === "timed out") ? 1 : 0
 }
 
-const stopAll = (
-  quit: QuitImpl,
-  program: Fiber.Fiber<unknown, unknown>,
-  drainDelay: boolean
-): Effect.Effect<void> =>
+// The drain delay ends early if the program has already ended by itself.
+const stopAll = (quit: QuitImpl, program: Fiber.Fiber<unknown, unknown>): Effect.Effect<void> =>
   Effect.gen(function*() {
-    if (drainDelay && Duration.isGreaterThan(quit.options.drainDelay, Duration.zero)) {
-      yield* Effect.raceFirst(Effect.sleep(quit.options.drainDelay), Fiber.await(program))
-    }
+    yield* Effect.raceFirst(quit.awaitStopping, Fiber.await(program))
     quit.setPhase("stopping")
-    yield* Effect.all([
-      Effect.forEach(quit.stopFuncs, (stop) => quit.close(stop.entry, done(stop.run), stop.timeout), {
-        concurrency: "unbounded",
-        discard: true
-      }),
-      Fiber.interrupt(program)
-    ], { concurrency: "unbounded", discard: true })
-    const { closeTimeout, drainTimeout } = quit.options
-    yield* Effect.forEach(quit.tasks.values(), (entry) => drain(quit, entry, { drainTimeout, closeTimeout }), {
-      concurrency: "unbounded",
-      discard: true
-    })
-    for (const closer of [...quit.closers].reverse()) {
-      yield* quit.close(closer.entry, done(closer.run), closer.timeout)
-    }
+    yield* Effect.all([quit.runStopFuncs, Fiber.interrupt(program)], { concurrency: "unbounded", discard: true })
+    yield* finish(quit)
   })
-
-const done = (run: Effect.Effect<void, unknown>) => Effect.as(run, { outcome: "done" } as const)
-

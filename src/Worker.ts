@@ -23,9 +23,12 @@
  */
 import type { Cause, Queue, Scope, Stream } from "effect"
 import { Duration, Effect, Layer, Option, Queue as Q, Stream as S } from "effect"
-import * as internal from "./internal/worker.ts"
-import { decodeDurationUnsafe, type DurationInput, InvalidOption } from "./Options.ts"
-import * as Quit from "./Quit.ts"
+import * as groups from "./internal/core/group.ts"
+import { durationOr, InvalidOption } from "./internal/core/options.ts"
+import { current } from "./internal/core/quit.ts"
+import * as internal from "./internal/worker/pool.ts"
+import type { DurationInput } from "./Options.ts"
+import type * as Quit from "./Quit.ts"
 
 // ---- sources -------------------------------------------------------------------
 
@@ -38,7 +41,7 @@ import * as Quit from "./Quit.ts"
  * @since 0.1.0
  */
 export interface Source<A, E = never, R = never> {
-  readonly open: Effect.Effect<Effect.Effect<A, E | Cause.Done>, never, R | Scope.Scope>
+  readonly open: Effect.Effect<Effect.Effect<A, E | Cause.Done>, InvalidOption, R | Scope.Scope>
 }
 
 /**
@@ -92,8 +95,7 @@ export const poll = <A, E, R>(
   poll: Effect.Effect<Option.Option<A>, E, R>,
   options: { readonly interval: DurationInput; readonly wake?: Effect.Effect<void> | undefined }
 ): Source<A, E, R> => ({
-  open: Effect.contextWith((context) => {
-    const interval = decodeDurationUnsafe(options.interval, Duration.zero, "poll: interval")
+  open: Effect.flatMap(Effect.zip(Effect.context<R>(), durationOr(options.interval, Duration.zero, "poll: interval")), ([context, interval]) => {
     const sleep = Effect.sleep(interval)
     const pause = options.wake === undefined ? sleep : Effect.raceFirst(sleep, options.wake)
     const take: Effect.Effect<A, E> = Effect.flatMap(
@@ -224,21 +226,20 @@ export const consume = <A, E1, R1, E, R>(
   source: Source<A, E1, R1>,
   process: (item: A) => Effect.Effect<unknown, E, R>,
   options: Options<A, E> = {}
-): Effect.Effect<Worker, never, Quit.Quit | Scope.Scope | R | R1> =>
+): Effect.Effect<Worker, InvalidOption, Quit.Quit | Scope.Scope | R | R1> =>
   Effect.gen(function*() {
+    const quit = yield* current
     const workers = options.workers ?? 1
     if (!Number.isSafeInteger(workers) || workers < 1) {
-      return yield* Effect.die(
-        new InvalidOption({ variable: `${name}: workers`, value: String(workers), reason: "expected a positive integer" })
-      )
+      return yield* new InvalidOption({ variable: `${name}: workers`, value: String(workers), reason: "expected a positive integer" })
     }
-    const spaced = options.spaced === undefined
-      ? undefined
-      : decodeDurationUnsafe(options.spaced, Duration.zero, `${name}: spaced`)
+    const spaced = options.spaced === undefined ? undefined : yield* durationOr(options.spaced, Duration.zero, `${name}: spaced`)
+    // Checked before the source opens: bad input acquires nothing.
+    yield* groups.timeouts(quit, name, options)
     // Opened before the group: its finalizer runs after the group has drained.
     const take = yield* source.open
     const pool = new internal.Pool(name, yield* Effect.context<never>())
-    const group = yield* Quit.group(name, {
+    const group = yield* groups.make(quit, name, {
       kind: "worker",
       drainTimeout: options.drainTimeout,
       closeTimeout: options.closeTimeout,
@@ -277,7 +278,7 @@ export const loop = <E, R>(
   name: string,
   unit: Effect.Effect<unknown, E, R>,
   options: Options<void, E> = {}
-): Effect.Effect<Worker, never, Quit.Quit | Scope.Scope | R> => consume(name, forever, () => unit, options)
+): Effect.Effect<Worker, InvalidOption, Quit.Quit | Scope.Scope | R> => consume(name, forever, () => unit, options)
 
 /**
  * {@link consume} as a layer: the pool lives as long as the layer, and closes
@@ -290,7 +291,7 @@ export const layer = <A, E1, R1, E, R>(
   source: Source<A, E1, R1>,
   process: (item: A) => Effect.Effect<unknown, E, R>,
   options: Options<A, E> = {}
-): Layer.Layer<never, never, Quit.Quit | R | R1> => Layer.effectDiscard(consume(name, source, process, options))
+): Layer.Layer<never, InvalidOption, Quit.Quit | R | R1> => Layer.effectDiscard(consume(name, source, process, options))
 
 /**
  * {@link loop} as a layer.
@@ -307,4 +308,4 @@ export const layerLoop = <E, R>(
   name: string,
   unit: Effect.Effect<unknown, E, R>,
   options: Options<void, E> = {}
-): Layer.Layer<never, never, Quit.Quit | R> => Layer.effectDiscard(loop(name, unit, options))
+): Layer.Layer<never, InvalidOption, Quit.Quit | R> => Layer.effectDiscard(loop(name, unit, options))

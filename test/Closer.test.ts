@@ -16,13 +16,13 @@ import * as Closer from "../src/Closer.ts"
 import { Quit } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
 import { tempDir } from "./support/temp.ts"
+import { rows } from "./support/quit.ts"
 
 class Db extends Context.Service<Db, DatabaseSync>()("test/Db") {}
 class Port extends Context.Service<Port, number>()("test/Port") {}
 class AuditLog extends Context.Service<AuditLog, FileHandle>()("test/AuditLog") {}
 
 const withQuit = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(effect, Quit.layer())
-const rows = Quit.Quit.use((quit) => Effect.sync(() => quit.rows()))
 const byName = Effect.map(rows, (all) => Object.fromEntries(all.map((row) => [row.name, row])))
 const closerDir = () => tempDir("closer")
 

@@ -219,7 +219,7 @@ describe("Grpc: draining on quit", () => {
         const result = yield* report
         assert.includeMembers(journal.entries, ["interrupted long", "finalized long"])
         const row = result.rows.find((r) => r.name === "grpc")
-        assert.deepInclude(row, { outcome: "cut", inFlightAtEnd: 0, detail: "1 cut at the drain timeout" })
+        assert.deepInclude(row, { outcome: "cut", inFlightAtEnd: 0, detail: "1 cut at the drain deadline" })
         assert.strictEqual(yield* metric("effect_graceful_units_cut_total", { group: "grpc" }), 1)
       }),
       { drainTimeout: "300 millis" }

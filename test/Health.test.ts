@@ -106,8 +106,9 @@ describe("Health on a port of its own", () => {
         started.resolve()
         setTimeout(() => res.end("slow"), 300)
       })
+      let closing: AbortSignal | undefined
       const run = yield* launch(Layer.mergeAll(
-        Http.layerNode(() => server, listenOn),
+        Http.layerNode((context) => (closing = context.closing, server), listenOn),
         Health.layer({ port: healthPort, host: "127.0.0.1" })
       ))
       yield* awaitPhase("running")
@@ -116,7 +117,8 @@ describe("Health on a port of its own", () => {
       const slow = get(appPort, "/slow")
       yield* Effect.promise(() => started.promise)
       yield* fire
-      yield* awaitPhase("stopping")
+      // The app's listener has closed once its closing signal aborts.
+      yield* Effect.callback<void>((resume) => closing!.addEventListener("abort", () => resume(Effect.void), { once: true }))
       const appRefused = yield* Effect.promise(() => connect(appPort))
       const liveness = yield* probe(healthPort, "/livez")
       const readiness = yield* probe(healthPort, "/readyz")

@@ -108,7 +108,7 @@ describe("Http: the drain timeout", () => {
 
 describe("Http: long-lived responses", () => {
   const sse = (n: number) => `data: ${n}\n\n`
-  const bye = "event: bye\ndata: draining\n\n"
+  const bye = "event: bye\ndata: closing\n\n"
 
   it.live("an Effect server-sent-events stream that watches the drain ends with a last event before the timeout", () =>
     withQuit(Effect.gen(function*() {
@@ -118,7 +118,7 @@ describe("Http: long-lived responses", () => {
         Effect.gen(function*() {
           let n = 0
           const ticks = Stream.tick("20 millis").pipe(Stream.map(() => sse(n++)))
-          const body = yield* Http.endOnDrain(ticks, bye)
+          const body = yield* Http.endOnClose(ticks, bye)
           return HttpServerResponse.stream(Stream.encodeText(body), { contentType: "text/event-stream" })
         })
       ))
@@ -132,16 +132,16 @@ describe("Http: long-lived responses", () => {
 
   it.live("a plain Node event stream watches the server's drain signal; one that does not is cut at the timeout", () =>
     withQuit(Effect.gen(function*() {
-      const server = (draining: AbortSignal) =>
+      const server = (closing: AbortSignal) =>
         NodeHttp.createServer((req, res) => {
           res.writeHead(200, { "content-type": "text/event-stream" })
           let n = 0
           const timer = setInterval(() => res.write(sse(n++)), 20)
           res.on("close", () => clearInterval(timer))
-          if (req.url === "/polite") draining.addEventListener("abort", () => res.end(bye), { once: true })
+          if (req.url === "/polite") closing.addEventListener("abort", () => res.end(bye), { once: true })
         })
       let made: NodeHttp.Server | undefined
-      const run = yield* launch(Http.layerNode(({ draining }) => made = server(draining), {
+      const run = yield* launch(Http.layerNode(({ closing }) => made = server(closing), {
         ...listenOn,
         drainTimeout: `${DRAIN_TIMEOUT_MS} millis`
       }))
@@ -163,11 +163,11 @@ describe("Http: long-lived responses", () => {
   it.live("upgraded connections are counted: one that watches the drain closes itself, one that does not is destroyed at the timeout", () =>
     withQuit(Effect.gen(function*() {
       let made: NodeHttp.Server | undefined
-      const run = yield* launch(Http.layerNode(({ draining }) => {
+      const run = yield* launch(Http.layerNode(({ closing }) => {
         made = NodeHttp.createServer()
         made.on("upgrade", (req: NodeHttp.IncomingMessage, socket: Net.Socket) => {
           socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-          if (req.url === "/polite") draining.addEventListener("abort", () => socket.end("bye"), { once: true })
+          if (req.url === "/polite") closing.addEventListener("abort", () => socket.end("bye"), { once: true })
         })
         return made
       }, { ...listenOn, drainTimeout: `${DRAIN_TIMEOUT_MS} millis` }))
@@ -208,7 +208,7 @@ describe("Http: Effect WebSockets", () => {
       const writer = yield* socket.writer
       yield* writer.write("hello")
       if (!polite) return yield* Effect.never
-      yield* Http.draining
+      yield* Http.closing
       yield* writer.write("bye")
       return HttpServerResponse.empty()
     })
@@ -250,22 +250,22 @@ describe("Http: Effect WebSockets", () => {
     })))
 })
 
-describe("Http.endOnDrain", () => {
+describe("Http.endOnClose", () => {
   it.effect("ends the stream the moment the drain begins — mid-wait, not at the next element — then emits the last element", () =>
     Effect.gen(function*() {
       const controller = new AbortController()
-      const draining = Http.Draining.of({
+      const closing = Http.Closing.of({
         signal: controller.signal,
-        isDraining: () => controller.signal.aborted,
+        isClosing: () => controller.signal.aborted,
         await: Effect.callback<void>((resume) => {
           controller.signal.addEventListener("abort", () => resume(Effect.void), { once: true })
         })
       })
       let n = 0
       const ticks = Stream.tick("1 second").pipe(Stream.map(() => ++n))
-      const fiber = yield* Http.endOnDrain(ticks, 0).pipe(
+      const fiber = yield* Http.endOnClose(ticks, 0).pipe(
         Effect.flatMap(Stream.runCollect),
-        Effect.provideService(Http.Draining, draining),
+        Effect.provideService(Http.Closing, closing),
         Effect.forkChild({ startImmediately: true })
       )
       yield* TestClock.adjust("2500 millis")
@@ -276,10 +276,10 @@ describe("Http.endOnDrain", () => {
 
   it.effect("a stream that ends by itself gets no last element", () =>
     Effect.gen(function*() {
-      const draining = Http.Draining.of({ signal: new AbortController().signal, isDraining: () => false, await: Effect.never })
-      const collected = yield* Http.endOnDrain(Stream.make(1, 2), 0).pipe(
+      const closing = Http.Closing.of({ signal: new AbortController().signal, isClosing: () => false, await: Effect.never })
+      const collected = yield* Http.endOnClose(Stream.make(1, 2), 0).pipe(
         Effect.flatMap(Stream.runCollect),
-        Effect.provideService(Http.Draining, draining)
+        Effect.provideService(Http.Closing, closing)
       )
       assert.deepStrictEqual(collected, [1, 2])
     }))

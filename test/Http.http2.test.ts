@@ -11,7 +11,7 @@ import * as NodeHttp2 from "node:http2"
 import * as NodeHttps from "node:https"
 import type * as Net from "node:net"
 import * as Http from "../src/Http.ts"
-import type { Quit } from "../src/index.ts"
+import type { Options, Quit } from "../src/index.ts"
 import {
   awaitPhase,
   closedAt,
@@ -44,7 +44,7 @@ const transports: ReadonlyArray<readonly [string, Make, string]> = [
 ]
 
 interface App {
-  readonly layer: Layer.Layer<never, Http.BindError, Quit.Quit>
+  readonly layer: Layer.Layer<never, Http.BindError | Options.InvalidOption, Quit.Quit>
   readonly server: Net.Server
   readonly started: Promise<void>
 }

@@ -11,7 +11,7 @@ import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as NodeHttp from "node:http"
 import * as Net from "node:net"
 import * as Http from "../src/Http.ts"
-import { Quit } from "../src/index.ts"
+import { type Options, Quit } from "../src/index.ts"
 import {
   closedAt,
   connect,
@@ -31,7 +31,7 @@ const SLOW_MS = 300
 const listenOn = { port: 0, host: "127.0.0.1", backlog: 2048 } as const
 
 interface App {
-  readonly layer: Layer.Layer<never, Http.BindError, Quit.Quit>
+  readonly layer: Layer.Layer<never, Http.BindError | Options.InvalidOption, Quit.Quit>
   /** The node server, to read its port and observe its `close`. */
   readonly server: Net.Server
   /** Resolves when the slow handler has started. */

@@ -8,11 +8,12 @@ import { TestClock } from "effect/testing"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { Quit } from "../src/index.ts"
-import { open } from "../src/internal/jobStore.ts"
+import { open } from "../src/internal/jobs/store.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as Worker from "../src/Worker.ts"
 import { captureLogs } from "./support/logs.ts"
 import { tempDir } from "./support/temp.ts"
+import { rows } from "./support/quit.ts"
 
 const tempDb = () => join(tempDir("jobs"), "jobs.db")
 const setup = (db: DatabaseSync) => db.exec("CREATE TABLE IF NOT EXISTS results (job_id INTEGER NOT NULL, value TEXT)")
@@ -36,7 +37,6 @@ const withQuit = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.provide(eff
 /** For tests whose failing units log on purpose. */
 const quietly = <A, E, R>(effect: Effect.Effect<A, E, R>) => withQuit(captureLogs().provide(effect))
 const settle = Effect.repeat(Effect.yieldNow, { times: 20 })
-const rows = Quit.Quit.use((quit) => Effect.sync(() => quit.rows()))
 
 /** Builds a pool on a fresh queue in a scope of its own; returns the queue and the scope. */
 const start = <A, E>(

@@ -3,11 +3,11 @@ import { Deferred, Effect, Exit, Fiber, Layer, Metric, Queue, Scope, Stream } fr
 import { TestClock } from "effect/testing"
 import { Quit } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
+import { current, rows } from "./support/quit.ts"
 
 const withQuit = <A, E, R>(effect: Effect.Effect<A, E, R>, options: Parameters<typeof Quit.layer>[0] = {}) =>
   Effect.provide(effect, Quit.layer(options))
 
-const rows = Quit.Quit.use((quit) => Effect.sync(() => quit.rows()))
 
 describe("the quit event", () => {
   it.effect("fires once; a second fire is harmless and the first reason is kept", () =>
@@ -20,7 +20,7 @@ describe("the quit event", () => {
       assert.deepStrictEqual(reason, Quit.requested("deploy"))
       const history = yield* Quit.history
       assert.deepStrictEqual(history.map((change) => change.phase), ["running", "draining"])
-    })))
+    }), { drainDelay: "1 second" }))
 
   it.effect("fired completes when the event fires, so it can end a wait in a race", () =>
     withQuit(Effect.gen(function*() {
@@ -54,16 +54,17 @@ describe("the quit event", () => {
       yield* Effect.yieldNow
       yield* TestClock.adjust("3 seconds")
       yield* Quit.fire("test")
-      yield* TestClock.adjust("2 seconds")
-      const quit = yield* Quit.Quit
-      assert.isTrue(quit.setPhase("stopping"))
+      yield* TestClock.adjust("1999 millis")
+      assert.strictEqual((yield* Quit.phase).phase, "draining", "until the end of the drain delay")
+      yield* TestClock.adjust("1 millis")
+      const quit = yield* current
       assert.isFalse(quit.setPhase("running"), "a phase never goes back")
       const changes = Array.from(yield* Fiber.join(seen))
       assert.deepStrictEqual(changes.map((c) => [c.phase, c.at]), [["running", 0], ["draining", 3000], [
         "stopping",
         5000
       ]])
-    })))
+    }), { drainDelay: "2 seconds" }))
 })
 
 describe("in-flight tracking", () => {
@@ -163,10 +164,10 @@ describe("in-flight tracking", () => {
         assert.deepStrictEqual(finalized, ["unit finalizer"])
         const [row] = yield* rows
         assert.deepInclude(row, { outcome: "cut", inFlightAtDrain: 1, inFlightAtEnd: 0, detail: "1 cut at the drain timeout" })
-        assert.isTrue(logs.some((log) => log.level === "Warn" && log.text.includes("jobs (worker): drain timeout of 1s")))
-      }).pipe(provide),
-      { drainTimeout: "30 seconds" }
-    )
+        assert.isTrue(logs.some((log) => log.level === "Warn" && log.text === "jobs (worker): cutting 1 in flight at the drain timeout"))
+      }),
+      { drainTimeout: "20 seconds" }
+    ).pipe(provide)
   })
 
   it.effect("a work loop checking `closing` finishes its current unit and stops when the scope closes", () =>

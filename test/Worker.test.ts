@@ -1,14 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Metric, Option, Queue, Schedule, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { Quit, Shutdown } from "../src/index.ts"
+import { type Options, Quit, Shutdown } from "../src/index.ts"
 import * as Worker from "../src/Worker.ts"
 import { captureLogs } from "./support/logs.ts"
+import { current, rows } from "./support/quit.ts"
 
 const withQuit = <A, E, R>(effect: Effect.Effect<A, E, R>, options: Parameters<typeof Quit.layer>[0] = {}) =>
   Effect.provide(effect, Quit.layer(options)).pipe(Effect.provideService(Metric.MetricRegistry, new Map()))
 
-const rows = Quit.Quit.use((quit) => Effect.sync(() => quit.rows()))
 const row = (name: string) => Effect.map(rows, (all) => all.find((r) => r.name === name)!)
 
 /** The value of a metric with these attributes, from the current registry. */
@@ -78,7 +78,7 @@ describe("workers: finish the current unit, cut the waits", () => {
         const queue = yield* Queue.unbounded<string>()
         const handles: Record<string, Worker.Worker> = {}
         let ticks = 0
-        const keep = (name: string, make: Effect.Effect<Worker.Worker, never, Quit.Quit | Scope.Scope>) =>
+        const keep = (name: string, make: Effect.Effect<Worker.Worker, Options.InvalidOption, Quit.Quit | Scope.Scope>) =>
           Layer.effectDiscard(Effect.map(make, (worker) => void (handles[name] = worker)))
         const program = Shutdown.launch(Layer.mergeAll(
           keep("consumer", Worker.consume("consumer", Worker.fromQueue(queue), () => Effect.sleep("1 second"), { workers: 3 })),
@@ -287,7 +287,7 @@ describe("failure policies", () => {
       assert.strictEqual(attempts, 3)
       const reason = yield* Quit.fired
       assert.deepInclude(reason, { _tag: "Failure", reason: "payments: a unit failed" })
-      assert.isTrue((yield* Quit.Quit).failed, "the exit code will be 1")
+      assert.isTrue((yield* current).failed, "the exit code will be 1")
       assert.strictEqual(yield* pool.running, 0)
       assert.isTrue(logs.some((log) => log.text === "payments: a unit failed; failing the app" && log.cause.includes("card declined")))
 

@@ -13,7 +13,7 @@ import { writeFileSync } from "node:fs"
 import { availableParallelism, cpus } from "node:os"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
-import { Quit, Shutdown } from "../../src/index.ts"
+import { type Options, Quit, Shutdown } from "../../src/index.ts"
 import * as Worker from "../../src/Worker.ts"
 
 setFlagsFromString("--expose-gc")
@@ -71,7 +71,7 @@ const idleRound = (kind: Kind) =>
   }).pipe(Effect.provide(Quit.layer({ drainDelay: 0 })))
 
 /** Consumes 100,000 trivial units with `workers` fibers; `run` starts them; resolves when all ran. */
-const consumeAll = (start: (queue: Queue.Queue<number>, unit: Effect.Effect<void>) => Effect.Effect<unknown, never, Scope.Scope | Quit.Quit>) =>
+const consumeAll = (start: (queue: Queue.Queue<number>, unit: Effect.Effect<void>) => Effect.Effect<unknown, Options.InvalidOption, Scope.Scope | Quit.Quit>) =>
   Effect.gen(function*() {
     const queue = yield* Queue.unbounded<number>()
     const done = yield* Deferred.make<void>()

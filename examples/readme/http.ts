@@ -10,7 +10,7 @@ const Routes = Layer.mergeAll(
   HttpRouter.add("GET", "/", HttpServerResponse.text("hello")),
   // A long-lived response that ends itself, with a last event, when the server drains.
   HttpRouter.add("GET", "/events", Effect.map(
-    Http.endOnDrain(events, "event: bye\ndata: draining\n\n"),
+    Http.endOnClose(events, "event: bye\ndata: closing\n\n"),
     (stream) => HttpServerResponse.stream(Stream.encodeText(stream), { contentType: "text/event-stream" })
   ))
 )

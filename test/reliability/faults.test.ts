@@ -92,20 +92,20 @@ const assertPortsClosed = async (ports: Ports) =>
 
 describe("fault injection", () => {
   scenario("a hung closer: abandoned at its own timeout and named; everything else closes; exit 1", async () => {
-    const child = service({ ...timing, FAULT_HUNG_CLOSER: "1s" })
+    const child = service({ ...timing, FAULT_HUNG_CLOSER: "400ms" })
     const ports = await child.listening()
     const stopping = child.stop()
-    await sleep(500)
+    await sleep(200)
     await assertPortsClosed(ports)
     const stopped = await stopping
-    const report = assertEnded(child, stopped, { exitCode: 1, rows: [...ALL_DONE, "broker: timed out"], atLeastMs: 1_000 })
-    assert.include(warnings(child.output()), "broker (closer) did not close within 1s; abandoned")
+    const report = assertEnded(child, stopped, { exitCode: 1, rows: [...ALL_DONE, "broker: timed out"], atLeastMs: 400 })
+    assert.include(warnings(child.output()), "broker (closer) did not close within 400ms; abandoned")
     assert.strictEqual(report.ending, "graceful")
-    return { stopped, note: "broker `timed out` (abandoned after 1s); 500 ms after the signal, while it hung, every port already refused connections" }
+    return { stopped, note: "broker `timed out` (abandoned after 400ms); 200 ms after the signal, while it hung, every port already refused connections" }
   })
 
-  scenario("a closer hung past the shutdown timeout: exit 1 at the deadline, the report naming it", async () => {
-    const child = service({ ...timing, FAULT_HUNG_CLOSER: "1h" })
+  scenario("a finalizer of the program's own hung past the shutdown timeout: exit 1 at the deadline, the report naming what it held", async () => {
+    const child = service({ ...timing, FAULT_STUCK_FINALIZER: "1" })
     await child.listening()
     const stopped = await child.stop()
     const report = assertEnded(child, stopped, {
@@ -116,9 +116,9 @@ describe("fault injection", () => {
     assert.strictEqual(report.ending, "deadline")
     assert.include(
       warnings(child.output()),
-      "shutdown timeout of 2s passed; exiting now; still open: broker (closer, closing)"
+      "shutdown timeout of 2s passed; exiting now; still open: broker (closer, not yet closing)"
     )
-    return { stopped, note: "ending `deadline`; the log: still open: broker (closer, closing)" }
+    return { stopped, note: "ending `deadline`; the log: still open: broker (closer, not yet closing)" }
   })
 
   scenario("a throwing closer: logged with its cause, the rest close; exit 1", async () => {
@@ -131,7 +131,7 @@ describe("fault injection", () => {
     return { stopped, note: "cache `failed`, detail: cache: connection reset while flushing" }
   })
 
-  scenario("a job that never ends: cut at the drain timeout, its claim released to pending; exit 0", async () => {
+  scenario("a job that never ends: cut at the drain deadline, its claim released to pending; exit 0", async () => {
     const child = service({ ...timing, WORKERS: "2", JOB_MS: "600000" })
     const ports = await child.listening()
     await fetch(`http://127.0.0.1:${ports.api}/jobs?n=5`, { method: "POST" })
@@ -143,22 +143,22 @@ describe("fault injection", () => {
       atLeastMs: 1_000
     })
     const jobs = report.rows.find((row) => row.name === "jobs")
-    assert.deepStrictEqual([jobs?.inFlightAtDrain, jobs?.inFlightAtEnd, jobs?.detail], [2, 0, "2 cut at the drain timeout"])
+    assert.deepStrictEqual([jobs?.inFlightAtDrain, jobs?.inFlightAtEnd, jobs?.detail], [2, 0, "2 cut at the drain deadline"])
     assert.deepInclude(readJobs(child.database, 5), { pending: 5, claimed: 0, done: 0, lost: 0 }, "nothing lost")
-    return { stopped, note: "jobs `cut` (2 → 0, 2 cut at the drain timeout); the 2 claims released: 5 pending, 0 lost" }
+    return { stopped, note: "jobs `cut` (2 → 0, 2 cut at the drain deadline); the 2 claims released: 5 pending, 0 lost" }
   })
 
-  scenario("a unit that ignores interruption: abandoned at drain + close timeout; exit 1", async () => {
+  scenario("a unit that ignores interruption: abandoned at the close deadline (drain + close timeout); exit 1", async () => {
     const child = service({ ...timing, FAULT_STUCK_UNIT: "1" })
     await child.listening()
     const stopped = await child.stop()
     assertEnded(child, stopped, { exitCode: 1, rows: [...ALL_DONE, "stuck: timed out"], atLeastMs: 1_500 })
-    assert.include(warnings(child.output()), "stuck (worker): drain timeout of 1s passed; cutting 1 in flight")
-    assert.include(warnings(child.output()), "stuck (worker) did not close within 1s 500ms; abandoned")
-    return { stopped, note: "stuck `timed out` after the drain timeout (1s) + close timeout (500ms)" }
+    assert.include(warnings(child.output()), "stuck (worker): cutting 1 in flight at the drain deadline")
+    assert.include(warnings(child.output()), "stuck (worker) did not close by the close deadline; abandoned")
+    return { stopped, note: "stuck `timed out` at the close deadline: drain timeout (1s) + close timeout (500ms)" }
   })
 
-  scenario("a gRPC call past the drain timeout: cancelled at it, the others complete; exit 0", async () => {
+  scenario("a gRPC call past the drain deadline: cancelled at it, the others complete; exit 0", async () => {
     const child = service(timing)
     const ports = await child.listening()
     const client = workClient(ports.grpc)
@@ -177,7 +177,7 @@ describe("fault injection", () => {
     const cut = await long
     assert.notStrictEqual(cut.outcome, "ok")
     const row = report.rows.find((r) => r.name === "grpc")
-    assert.deepStrictEqual([row?.inFlightAtDrain, row?.detail], [2, "1 cut at the drain timeout"])
+    assert.deepStrictEqual([row?.inFlightAtDrain, row?.detail], [2, "1 cut at the drain deadline"])
     return {
       stopped,
       requests: { sent: 1, failed: completed.outcome === "ok" ? 0 : 1 },
@@ -214,7 +214,7 @@ describe("fault injection", () => {
   })
 
   scenario("SIGTERM during startup: no drain delay, what was acquired is released; exit 0", async () => {
-    const child = service({ ...timing, DRAIN_DELAY: "1500ms", FAULT_SLOW_START: "30s" })
+    const child = service({ ...timing, DRAIN_DELAY: "500ms", FAULT_SLOW_START: "30s" })
     const ports = await child.listening()
     await child.waitFor(/migrations running/)
     const readiness = await get(ports.api, "/readyz")
@@ -222,10 +222,10 @@ describe("fault injection", () => {
     defer(() => health.close())
     assert.deepStrictEqual([readiness.status, await health.check("")], [503, "NOT_SERVING"], "not ready while starting")
     const stopped = await child.stop()
-    assertEnded(child, stopped, { exitCode: 0, rows: [...ALL_DONE, "migrations: done"], belowMs: 1_500 })
+    assertEnded(child, stopped, { exitCode: 0, rows: [...ALL_DONE, "migrations: done"], belowMs: 500 })
     assert.include(child.output(), "migrations closed")
     assert.notInclude(child.output(), "migrations done")
-    return { stopped, note: "readiness 503 and gRPC NOT_SERVING while starting; the 1.5s drain delay skipped" }
+    return { stopped, note: "readiness 503 and gRPC NOT_SERVING while starting; the 500ms drain delay skipped" }
   })
 
   scenario("SIGTERM twice: exit 143 at once, naming what was still open", async () => {

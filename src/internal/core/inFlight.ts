@@ -151,14 +151,17 @@ export class InFlight {
 
   /**
    * Interrupts every fiber running a counted unit and returns how many units
-   * were in flight. Units counted with `enter` cannot be interrupted from here;
+   * were in flight. `before` hears the count first: an interrupted fiber may
+   * end at once, and whoever waits for the count to reach zero may run before
+   * this returns. Units counted with `enter` cannot be interrupted from here;
    * their owner cuts them (destroys the socket, cancels the call).
    */
-  cut(): number {
+  cut(before: (inFlight: number) => void = constVoid): number {
     this.#tally?.countEach()
     const inFlight = this.#count
-    for (const fiber of this.#fibers.keys()) fiber.interruptUnsafe()
     this.#cutTotal += inFlight
+    before(inFlight)
+    for (const fiber of [...this.#fibers.keys()]) fiber.interruptUnsafe()
     return inFlight
   }
 }

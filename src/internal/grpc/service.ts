@@ -8,7 +8,7 @@ import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
 import type { Stream } from "effect"
 import { Data, Effect } from "effect"
-import type { Call, Status } from "./grpcCall.ts"
+import type { Call, Status } from "./call.ts"
 
 /** A handler as registered: its kind and its function, types erased. @internal */
 export type AnyHandler<R> =
@@ -116,3 +116,11 @@ export const loadService = (
     const services = Object.keys(loaded).filter((name) => !("format" in loaded[name]!))
     return Effect.fail(new ProtoError({ file, service, reason: `no such service; it has: ${services.join(", ")}` }))
   }))
+
+/** A service ready to serve: a definition and its handlers. @internal */
+export interface Service<R> {
+  /** The full service name (`package.Service`), as health reports it. */
+  readonly name: string
+  readonly methods: ReadonlyArray<Registered<R>>
+  readonly onFailure: (error: unknown) => Status
+}

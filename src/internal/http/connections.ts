@@ -18,7 +18,7 @@ import { constants as Http2Constants } from "node:http2"
 import type * as Https from "node:https"
 import type * as Net from "node:net"
 import type { Duplex } from "node:stream"
-import type { InFlight } from "./inFlight.ts"
+import type { InFlight } from "../core/inFlight.ts"
 
 /** The servers we can drain: node:http, node:https, node:http2 (h2c and TLS). */
 export type NodeServer = Http.Server | Https.Server | Http2.Http2Server | Http2.Http2SecureServer
@@ -66,14 +66,14 @@ export class Connections {
   readonly #closed = Deferred.makeUnsafe<void>()
   #inFlight: InFlight | undefined
   // HTTP/1 requests are counted from their connections (a response not yet
-  // finished is one in flight) until somebody waits for them or the drain
-  // begins; from then on one by one, until their response closes. A listener
+  // finished is one in flight) until somebody waits for them or the server
+  // begins to close; from then on one by one, until their response closes. A listener
   // per request is the largest cost we would add to a hello world.
   #eachCounted = false
   #startedUncounted = 0
   // From the quit event: keep-alive ends with each response.
   #ending = false
-  #draining = false
+  #closing = false
   // Node's own test of idleness (no request being read, no response being
   // written) is the one to trust; we only choose the moments to apply it.
   readonly #closeIdle = () => this.#server.closeIdleConnections?.()
@@ -88,18 +88,18 @@ export class Connections {
     }
     // Listened to before the server listens, so that no session escapes us.
     this.#server.on("session", (session: Http2.ServerHttp2Session) => {
-      // A TLS handshake may finish after the drain began: GOAWAY at once.
-      if (this.#draining) return void session.close()
+      // A TLS handshake may finish after the server began to close: GOAWAY at once.
+      if (this.#closing) return void session.close()
       this.#sessions.add(session)
       session.once("close", () => this.#sessions.delete(session))
     })
   }
 
-  get isDraining(): boolean {
-    return this.#draining
+  get isClosing(): boolean {
+    return this.#closing
   }
 
-  /** Aborted when the drain begins. */
+  /** Aborted when the server begins to close (its listener closes). */
   get signal(): AbortSignal {
     return this.#controller.signal
   }
@@ -194,7 +194,7 @@ export class Connections {
     if (!this.#eachCounted) this.#startedUncounted++
     else this.#countOne(response)
     if (this.#ending) {
-      if (this.#draining) this.#closeAfter(response)
+      if (this.#closing) this.#closeAfter(response)
       else response.shouldKeepAlive = false
     }
   }
@@ -226,15 +226,15 @@ export class Connections {
   }
 
   /**
-   * Begins the drain: the listener closes (new connections are refused) and
+   * Stops intake: the listener closes (new connections are refused) and
    * Node closes the idle keep-alive sockets; responses in flight will carry
    * `Connection: close` if their headers are still unsent, and close their
    * socket when they end; HTTP/2 sessions get GOAWAY, their open streams go on.
    */
-  drain(): void {
-    if (this.#draining) return
+  stop(): void {
+    if (this.#closing) return
     this.#ending = true
-    this.#draining = true
+    this.#closing = true
     this.#countEach()
     this.#server.close(() => Deferred.doneUnsafe(this.#closed, Exit.void))
     for (const socket of this.#sockets) {
@@ -254,8 +254,8 @@ export class Connections {
   }
 
   /**
-   * At the drain timeout: destroys what is still in flight, so that it ends
-   * now. After the drain began, every HTTP/1 connection left has a request in
+   * At the cut: destroys what is still in flight, so that it ends now. After
+   * the server began to close, every HTTP/1 connection left has a request in
    * flight, and every session an open stream.
    */
   cut(): void {

@@ -14,8 +14,8 @@
  */
 import type { Duration, Scope } from "effect"
 import { Cause, Context, Effect, Exit, Fiber, Latch, Metric, Pull, Schedule } from "effect"
-import * as Quit from "../Quit.ts"
-import type { QuitImpl } from "./quit.ts"
+import type { Group } from "../core/group.ts"
+import { current, type Quit, type QuitImpl } from "../core/quit.ts"
 
 /** A retry schedule: its input is the failure's cause. @internal */
 export type RetrySchedule<E> = Schedule.Schedule<unknown, Cause.Cause<E>>
@@ -145,12 +145,12 @@ export interface Run<A, E, R> {
  */
 export const start = <A, E, R>(
   pool: Pool,
-  group: Quit.Group,
+  group: Group,
   workers: number,
   run: Run<A, E, R>
-): Effect.Effect<void, never, R | Quit.Quit | Scope.Scope> =>
+): Effect.Effect<void, never, R | Quit | Scope.Scope> =>
   Effect.gen(function*() {
-    const quit = yield* Quit.Quit
+    const quit = yield* current
     if (run.until === "quit") {
       // Scoped: interrupted as the scope begins to close, when the group's onStop halts the pool anyway.
       yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => pool.halt())), { startImmediately: true })
@@ -167,12 +167,12 @@ export const start = <A, E, R>(
  */
 class Runner<A, E, R> {
   readonly #pool: Pool
-  readonly #group: Quit.Group
+  readonly #group: Group
   readonly #quit: QuitImpl
   readonly #run: Run<A, E, R>
   readonly #pause: Effect.Effect<Exit.Exit<void, unknown>> | undefined
 
-  constructor(pool: Pool, group: Quit.Group, quit: QuitImpl, run: Run<A, E, R>) {
+  constructor(pool: Pool, group: Group, quit: QuitImpl, run: Run<A, E, R>) {
     this.#pool = pool
     this.#group = group
     this.#quit = quit
@@ -275,7 +275,7 @@ class Runner<A, E, R> {
 
   #failApp(reason: string, cause: Cause.Cause<unknown>): Effect.Effect<boolean> {
     return Effect.logError(`${reason}; failing the app`, cause).pipe(
-      Effect.andThen(Effect.sync(() => this.#quit.fail(Quit.failure(reason, Cause.squash(cause))))),
+      Effect.andThen(Effect.sync(() => this.#quit.fail({ _tag: "Failure", reason, error: Cause.squash(cause) }))),
       Effect.as(false)
     )
   }

@@ -4,12 +4,13 @@
  * `Effect.timeout` interrupts the effect and waits for the interruption to
  * finish, so a close stuck in an uninterruptible region (a native call, a
  * finalizer that never yields) would hang the timeout too. Here the effect runs
- * in its own fiber and only the *wait* is bounded: at the deadline we stop
- * waiting, ask the fiber to stop, and move on. That is what "abandoned" means.
+ * in its own fiber and only the *wait* is bounded: when `until` completes we
+ * stop waiting, ask the fiber to stop, and move on. That is what "abandoned"
+ * means.
  *
  * @internal
  */
-import { Duration, Effect, Exit, Fiber, Option } from "effect"
+import { Effect, Exit, Fiber } from "effect"
 
 /** @internal */
 export type Bounded<A, E> =
@@ -19,15 +20,14 @@ export type Bounded<A, E> =
 /** @internal */
 export const bounded = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
-  timeout: Duration.Duration
+  until: Effect.Effect<void>
 ): Effect.Effect<Bounded<A, E>, never, R> =>
   Effect.gen(function*() {
     const fiber = yield* Effect.forkDetach(effect, { startImmediately: true })
-    const exit = yield* Fiber.await(fiber).pipe(
-      Effect.timeoutOption(timeout),
-      Effect.onInterrupt(() => Effect.sync(() => fiber.interruptUnsafe()))
-    )
-    if (Option.isSome(exit)) return { _tag: "Exited", exit: exit.value } as const
-    fiber.interruptUnsafe()
-    return { _tag: "TimedOut" } as const
+    const first = yield* Effect.raceFirst(
+      Effect.map(Fiber.await(fiber), (exit) => ({ _tag: "Exited", exit }) as const),
+      Effect.as(until, { _tag: "TimedOut" } as const)
+    ).pipe(Effect.onInterrupt(() => Effect.sync(() => fiber.interruptUnsafe())))
+    if (first._tag === "TimedOut") fiber.interruptUnsafe()
+    return first
   })

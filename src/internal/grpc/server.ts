@@ -7,12 +7,61 @@
  */
 import * as grpc from "@grpc/grpc-js"
 import type { Context, Fiber, Scope } from "effect"
-import { Cause, Config, Data, Deferred, Effect, Exit, Metric, Option, Stream } from "effect"
-import type { Handle, ServeOptions } from "../Grpc.ts"
-import * as Quit from "../Quit.ts"
-import * as call from "./grpcCall.ts"
-import { Health } from "./grpcHealth.ts"
-import type { Registered } from "./grpcService.ts"
+import { Cause, Config, Data, Deferred, Duration, Effect, Exit, Metric, Stream } from "effect"
+import * as groups from "../core/group.ts"
+import type { DurationInput, InvalidOption } from "../core/options.ts"
+import { current, type Quit } from "../core/quit.ts"
+import * as call from "./call.ts"
+import { Health } from "./health.ts"
+import type { Registered, Service } from "./service.ts"
+
+/**
+ * Where and what a server serves.
+ *
+ * @internal
+ */
+export interface ServeOptions<R> {
+  /** Made with `Grpc.service`; each is also a name health reports. */
+  readonly services: ReadonlyArray<Service<R>>
+  /** The row in the shutdown report and the metrics' `server`/`group` attribute. Default `grpc`. */
+  readonly name?: string | undefined
+  /** Default: `GRPC_HOST` from the environment, else `0.0.0.0`. */
+  readonly host?: string | Config.Config<string> | undefined
+  /** Default: `GRPC_PORT` from the environment, else 50051. `0` picks a free port. */
+  readonly port?: number | Config.Config<number> | undefined
+  /** Default: insecure. */
+  readonly credentials?: grpc.ServerCredentials | undefined
+  /** Options for the grpc-js `Server` (message sizes, keepalive, interceptors). */
+  readonly server?: grpc.ServerOptions | undefined
+  /** Serve `grpc.health.v1`. Default `true`. */
+  readonly health?: boolean | undefined
+  /** How long in-flight calls may run once the server stops. Default: the drain timeout. */
+  readonly drainTimeout?: DurationInput | undefined
+}
+
+/**
+ * A running server.
+ *
+ * @internal
+ */
+export interface Handle {
+  /** Its name in the report, unique (`grpc`, `grpc#2`). */
+  readonly name: string
+  /** The bound address, `host:port`. */
+  readonly address: string
+  /** The bound port: the one chosen when asked for port 0. */
+  readonly port: number
+  /** The grpc-js server, for what this module does not cover. */
+  readonly server: grpc.Server
+  /** Calls in flight now. */
+  readonly inFlight: Effect.Effect<number>
+  /**
+   * Sets the health of one service (a dependency is down). Until the quit
+   * event fires; from then on every service is NOT_SERVING.
+   */
+  readonly setStatus: (service: string, status: "SERVING" | "NOT_SERVING") => Effect.Effect<void>
+}
+
 
 const calls = (attributes: Metric.Metric.AttributeSet) =>
   Metric.counter("effect_graceful_grpc_calls_total", {
@@ -126,9 +175,12 @@ const setting = <A>(value: A | Config.Config<A> | undefined, fallback: Config.Co
  */
 export const serve = <R>(
   options: ServeOptions<R>
-): Effect.Effect<Handle, BindError | Config.ConfigError, R | Quit.Quit | Scope.Scope> =>
+): Effect.Effect<Handle, BindError | InvalidOption | Config.ConfigError, R | Quit | Scope.Scope> =>
   Effect.gen(function*() {
-    const quit = yield* Quit.Quit
+    const quit = yield* current
+    const name = options.name ?? "grpc"
+    // Checked before anything is acquired.
+    yield* groups.timeouts(quit, name, options)
     const host = yield* setting(options.host, Config.String("GRPC_HOST").pipe(Config.withDefault("0.0.0.0")))
     const port = yield* setting(options.port, Config.Port("GRPC_PORT").pipe(Config.withDefault(50051)))
     const health = new Health(options.services.map((service) => service.name))
@@ -146,17 +198,20 @@ export const serve = <R>(
     // Step 4. Added first, so it runs after the group's drain below.
     yield* Effect.addFinalizer(() =>
       Effect.sync(stop).pipe(
-        Effect.andThen(Effect.timeoutOption(Deferred.await(closed), quit.options.closeTimeout)),
+        Effect.andThen(Effect.raceFirst(
+          Effect.as(Deferred.await(closed), true),
+          Effect.as(quit.until(quit.now() + Duration.toMillis(quit.options.closeTimeout), "close"), false)
+        )),
         Effect.flatMap((done) =>
-          Option.isSome(done) ? Effect.void : Effect.sync(() => server.forceShutdown()).pipe(
-            Effect.andThen(Effect.logWarning("gRPC connections still open after the close timeout; destroyed"))
+          done ? Effect.void : Effect.sync(() => server.forceShutdown()).pipe(
+            Effect.andThen(Effect.logWarning("gRPC connections still open at the close deadline; destroyed"))
           )
         )
       )
     )
     // Steps 2 and 3. tryShutdown's callback is not awaited here: the group's
     // wait-until-idle is the wait, and it ends the moment the last call does.
-    const group = yield* Quit.group(options.name ?? "grpc", {
+    const group = yield* groups.make(quit, name, {
       kind: "grpc",
       drainTimeout: options.drainTimeout,
       onStop: Effect.sync(stop),
@@ -180,7 +235,7 @@ export const serve = <R>(
     // Step 1: SERVING once the program runs (at once if it already does), then
     // NOT_SERVING the moment the quit event fires — before the drain delay.
     if (quit.phase.phase === "starting") {
-      const started = Stream.runDrain(Stream.takeUntil(Quit.phases, (change) => change.phase !== "starting"))
+      const started = Stream.runDrain(Stream.takeUntil(quit.phases, (change) => change.phase !== "starting"))
       yield* Effect.forkScoped(Effect.andThen(started, Effect.sync(() => health.running())))
     } else health.running()
     yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => health.quit())), { startImmediately: true })

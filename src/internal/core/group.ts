@@ -1,0 +1,143 @@
+/**
+ * Groups: units of work counted under one name, drained when their scope
+ * closes against the deadlines of the quit event.
+ *
+ * @internal
+ */
+import type { Fiber, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Result } from "effect"
+import { bounded } from "./bounded.ts"
+import type { InFlight } from "./inFlight.ts"
+import { componentTimeout, type DurationInput, type InvalidOption } from "./options.ts"
+import { describeCause, type QuitImpl } from "./quit.ts"
+import type { Closed, Entry } from "./registry.ts"
+
+/** Documented on the public `Quit` module. @internal */
+export interface Group {
+  readonly name: string
+  readonly inFlight: Effect.Effect<number>
+  readonly awaitIdle: Effect.Effect<void>
+  readonly closing: Effect.Effect<void>
+  readonly isClosing: Effect.Effect<boolean>
+  readonly track: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly fork: <A, E, R>(unit: Effect.Effect<A, E, R>) => Effect.Effect<Fiber.Fiber<A, E>, never, R>
+  readonly enterUnsafe: () => () => void
+}
+
+/** Documented on the public `Quit` module. @internal */
+export interface GroupOptions {
+  readonly kind?: string | undefined
+  readonly drainTimeout?: DurationInput | undefined
+  readonly closeTimeout?: DurationInput | undefined
+  readonly onStop?: Effect.Effect<void, unknown> | undefined
+  readonly onCut?: Effect.Effect<void, unknown> | undefined
+}
+
+/** @internal */
+export const toGroup = (entry: Entry, inFlight: InFlight): Group => ({
+  name: entry.name,
+  closing: Deferred.await(entry.closing),
+  isClosing: Deferred.isDone(entry.closing),
+  inFlight: Effect.sync(() => inFlight.count),
+  awaitIdle: inFlight.awaitIdle,
+  track: (unit) => inFlight.track(unit),
+  fork: (unit) => Effect.forkDetach(inFlight.track(unit), { startImmediately: true }),
+  enterUnsafe: () => inFlight.enter()
+})
+
+/** The timeouts of one group: its own, checked against the shared ones. @internal */
+export interface Timeouts {
+  readonly drainTimeout: Duration.Duration
+  readonly closeTimeout: Duration.Duration
+}
+
+/** A group's own timeouts; one longer than the shared one is refused. @internal */
+export const timeouts = (
+  quit: QuitImpl,
+  name: string,
+  options: Pick<GroupOptions, "drainTimeout" | "closeTimeout">
+): Effect.Effect<Timeouts, InvalidOption> =>
+  Effect.fromResult(Result.all({
+    drainTimeout: componentTimeout(quit.options, "drainTimeout", options.drainTimeout, `${name}: drainTimeout`),
+    closeTimeout: componentTimeout(quit.options, "closeTimeout", options.closeTimeout, `${name}: closeTimeout`)
+  }))
+
+/**
+ * Registers a group for the lifetime of the current scope; it drains when the
+ * scope closes.
+ *
+ * @internal
+ */
+export const make = (
+  quit: QuitImpl,
+  name: string,
+  options: GroupOptions = {}
+): Effect.Effect<Group, InvalidOption, Scope.Scope> =>
+  Effect.gen(function*() {
+    const own = yield* timeouts(quit, name, options)
+    const entry = quit.register(name, options.kind ?? "group", true, options.onCut)
+    yield* Effect.addFinalizer(() => drain(quit, entry, { ...own, onStop: options.onStop }))
+    return toGroup(entry, entry.inFlight!)
+  })
+
+/**
+ * Drains a counted entry, in this order, against one set of instants:
+ *
+ * 1. after the quit event, it waits for the end of the drain delay: its
+ *    intake stays open while balancers move traffic away;
+ * 2. `onStop` stops its intake (a failing one is logged; the drain goes on);
+ * 3. it waits until no unit is in flight — woken by the count, never polled;
+ * 4. at the drain deadline (or its own shorter drain timeout) the units left
+ *    are cut, then it waits for them to end;
+ * 5. by the close deadline (or its own shorter close timeout after the cut)
+ *    it is done, or abandoned.
+ *
+ * Without a quit event (a scope closing while the program runs) the same
+ * steps count from the moment the scope closes.
+ *
+ * @internal
+ */
+export const drain = (
+  quit: QuitImpl,
+  entry: Entry,
+  options: Timeouts & { readonly onStop?: Effect.Effect<void, unknown> | undefined }
+): Effect.Effect<void> => {
+  const inFlight = entry.inFlight!
+  const { closeTimeout, drainTimeout, onStop } = options
+  const body: Effect.Effect<Closed> = Effect.gen(function*() {
+    yield* quit.awaitStopping
+    const cutAt = quit.now() + Duration.toMillis(drainTimeout)
+    entry.markClosing()
+    const cutting = quit.until(cutAt, "drain")
+    let failure: string | undefined
+    // User code may hang uninterruptibly: `bounded` stops waiting at the cut.
+    if (onStop !== undefined) {
+      const stopped = yield* bounded(onStop, cutting)
+      if (stopped._tag === "Exited" && Exit.isFailure(stopped.exit)) {
+        failure = `stopping failed: ${describeCause(stopped.exit.cause)}`
+        yield* Effect.logError(`${entry.label}: stopping failed; draining what is in flight`, stopped.exit.cause)
+      }
+    }
+    const idle = yield* Effect.raceFirst(Effect.as(inFlight.awaitIdle, true), Effect.as(cutting, false))
+    let ended = true
+    if (!idle) {
+      const deadline = quit.deadlines !== undefined && quit.deadlines.drain <= cutAt
+      const cut = Effect.andThen(quit.cut(entry, deadline ? "at the drain deadline" : "at the drain timeout"), inFlight.awaitIdle)
+      const endAt = quit.now() + Duration.toMillis(closeTimeout)
+      // At the close deadline the close itself abandons the drain; before it,
+      // a close timeout of its own does.
+      if (quit.deadlines !== undefined && endAt >= quit.deadlines.close) yield* cut
+      else ended = (yield* bounded(cut, quit.until(endAt, "close")))._tag === "Exited"
+    }
+    const cut = entry.cut
+    if (!ended) {
+      yield* Effect.logWarning(`${entry.label} did not close within ${Duration.format(closeTimeout)} of the cut; abandoned`)
+      return { outcome: "timed out", detail: `abandoned ${Duration.format(closeTimeout)} after the cut` } as const
+    }
+    if (failure !== undefined) return { outcome: "failed", detail: failure } as const
+    if (cut !== undefined) return { outcome: "cut", detail: `${cut.count} cut ${cut.why}` } as const
+    return { outcome: "done" } as const
+  })
+  // The body bounds its own steps; the close deadline bounds the whole.
+  return quit.close(entry, body, Duration.infinity)
+}

@@ -1,0 +1,98 @@
+/**
+ * Making a quit event: for `Main.runMain`, and as `Quit.layer` for any other
+ * runner (`NodeRuntime.runMain`, `Layer.launch` + `Effect.runFork`,
+ * `ManagedRuntime`, tests).
+ *
+ * @internal
+ */
+import { Context, Effect, Layer, Logger, Option, PubSub, Scope } from "effect"
+import { drain } from "./group.ts"
+import { describeTiming, InvalidOption, load, type Input, type Options, same } from "./options.ts"
+import { type PhaseChange, Quit, QuitImpl } from "./quit.ts"
+import * as signals from "./signals.ts"
+
+/** @internal */
+export const make = (
+  options: Options,
+  phase: "starting" | "running" = "running"
+): Effect.Effect<QuitImpl> =>
+  Effect.gen(function*() {
+    const phases = yield* PubSub.unbounded<PhaseChange>({ replay: 1 })
+    const clock = yield* Effect.clockWith(Effect.succeed)
+    const context = yield* Effect.context<never>()
+    return new QuitImpl(options, clock, context, phases, phase)
+  })
+
+/** The units counted outside any scope (`Quit.track`): drained like a group with no intake. @internal */
+export const finish = (quit: QuitImpl): Effect.Effect<void> =>
+  quit.finish((entry) => drain(quit, entry, quit.options))
+
+/** The JSON logger when the format says so, for the layers built on the quit event. @internal */
+export const loggerLayer = (format: "text" | "json"): Layer.Layer<never> =>
+  format === "json" ? Logger.layer([Logger.consoleJson]) : Layer.empty
+
+// What only a process runner can do, said once at start when an option asks
+// for it: this runner cannot exit the process, nor knows which signals stop it.
+const limits = (options: Options): ReadonlyArray<string> => {
+  const notes: Array<string> = []
+  if (options.origins.shutdownTimeout !== "default") {
+    notes.push(
+      `${describeTiming(options, "shutdownTimeout")}: every drain and close of effect-graceful ends by the close ` +
+        `deadline inside it, but only Main.runMain exits the process at the shutdown deadline`
+    )
+  }
+  const other = options.signals.filter((signal) => signal !== "SIGTERM" && signal !== "SIGINT")
+  if (other.length > 0) {
+    notes.push(`${other.join(", ")} fire the quit event; the program stops on them only if its runner interrupts it then`)
+  }
+  return notes
+}
+
+const build = (input: Input, phase: "starting" | "running", holder: Scope.Scope | undefined, scope: Scope.Scope) =>
+  Effect.gen(function*() {
+    const options = yield* load(input)
+    const outer = yield* Effect.serviceOption(Quit)
+    if (Option.isSome(outer)) {
+      // Under Main.runMain: one quit event per process, and its options.
+      if (!(outer.value instanceof QuitImpl) || !same(options, outer.value.options)) {
+        return yield* new InvalidOption({
+          variable: "Quit.layer",
+          value: JSON.stringify(input),
+          reason: "the program already has a quit event (Main.runMain) with other options; give them to Main.runMain"
+        })
+      }
+      return Context.make(Quit, outer.value)
+    }
+    // The quit event logs with the loggers of the layers built on it.
+    const logger = yield* Layer.buildWithScope(loggerLayer(options.logFormat), scope)
+    const quit = yield* Effect.provideContext(make(options, phase), logger)
+    quit.holder = holder
+    const unlisten = signals.listen(options.signals, (signal) => void quit.fire({ _tag: "Signal", signal }))
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.gen(function*() {
+        quit.fire({ _tag: "Released" })
+        yield* finish(quit)
+        quit.setPhase("stopped")
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        unlisten()
+        quit.stopKeeper()
+      })))
+    )
+    yield* Effect.forEach(limits(options), (note) => Effect.logWarning(note), { discard: true }).pipe(Effect.provideContext(logger))
+    return Context.merge(logger, Context.make(Quit, quit))
+  })
+
+/**
+ * `Quit.layer`: memoized like any layer, and aware of the scope that holds
+ * it — once that scope begins to close, the program's layers are being
+ * released, and the first graceful finalizer fires the quit event.
+ *
+ * @internal
+ */
+export const layer = (input: Input = {}, config: { readonly phase?: "starting" | "running" } = {}): Layer.Layer<Quit, InvalidOption> => {
+  const self: Layer.Layer<Quit, InvalidOption> = Layer.fromBuild((memoMap, scope) =>
+    memoMap.getOrElseMemoize(self, scope, (_, own) => build(input, config.phase ?? "running", scope.parent, own))
+  )
+  return self
+}

@@ -1,0 +1,453 @@
+/**
+ * The machinery of the quit event: phases, firing, the deadlines fixed at the
+ * quit event, the registry behind the shutdown report, and the bounded close
+ * every resource goes through.
+ *
+ * @internal
+ */
+import type { Clock, Scope } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, PubSub, Stream } from "effect"
+import { bounded } from "./bounded.ts"
+import { InFlight } from "./inFlight.ts"
+import type { Options } from "./options.ts"
+import { type Closed, Entry } from "./registry.ts"
+import type { Row } from "./report.ts"
+
+/** @internal */
+export type Phase = "starting" | "running" | "draining" | "stopping" | "stopped"
+
+/** @internal */
+export interface PhaseChange {
+  readonly phase: Phase
+  /** Epoch milliseconds, read from Effect's `Clock` (so `TestClock` in tests). */
+  readonly at: number
+}
+
+/** @internal */
+export type Reason =
+  | { readonly _tag: "Signal"; readonly signal: NodeJS.Signals }
+  | { readonly _tag: "Requested"; readonly reason: string }
+  | { readonly _tag: "Failure"; readonly reason: string; readonly error: unknown }
+  | { readonly _tag: "Completed" }
+  | { readonly _tag: "Released" }
+
+/** @internal */
+export const describeReason = (reason: Reason): string => {
+  switch (reason._tag) {
+    case "Signal":
+      return reason.signal
+    case "Requested":
+      return `requested: ${reason.reason}`
+    case "Failure":
+      return `failure: ${reason.reason}`
+    case "Completed":
+      return "program completed"
+    case "Released":
+      return "layers released"
+  }
+}
+
+/**
+ * The instants fixed when the quit event fires, in epoch milliseconds of
+ * Effect's `Clock`: every component reads the same ones, so that timeouts
+ * never add up along the layer graph.
+ *
+ * @internal
+ */
+export interface Deadlines {
+  /** The quit event. */
+  readonly fired: number
+  /** The end of the drain delay: listeners close, phase `stopping`. `fired` when it fired while starting. */
+  readonly stopping: number
+  /** The drain deadline: units still in flight are cut, in every group. */
+  readonly drain: number
+  /** The close deadline: closers still running are abandoned. */
+  readonly close: number
+  /** The shutdown deadline: `Main.runMain` exits, whatever is still open. */
+  readonly shutdown: number
+}
+
+/** A deadline by the name of the moment it ends. @internal */
+export type Deadline = Exclude<keyof Deadlines, "fired">
+
+/**
+ * What the quit event promises to every component and to user code. The
+ * public `Quit` module documents the same members as functions.
+ *
+ * @internal
+ */
+export interface Service {
+  /** The resolved options (environment over code over defaults, then the budget rule). */
+  readonly options: Options
+  /** The current phase and when it began. Phases only move forward. */
+  readonly phase: PhaseChange
+  /** Every phase reached so far, in order. */
+  readonly history: ReadonlyArray<PhaseChange>
+  /** The current phase, then every change, until `stopped`. */
+  readonly phases: Stream.Stream<PhaseChange>
+  /** Whether the quit event has fired. Also true once the program's layers are being released. */
+  readonly hasFired: () => boolean
+  /** Completes with the reason when the quit event fires, at once if it has. */
+  readonly fired: Effect.Effect<Reason>
+  /** Why it fired; `undefined` before. */
+  readonly reason: Reason | undefined
+  /** Fires once (true); later calls are harmless (false) and keep the first reason. */
+  readonly fire: (reason: Reason) => boolean
+  /** The instants fixed when it fired; `undefined` before. */
+  readonly deadlines: Deadlines | undefined
+}
+
+/** @internal */
+export class Quit extends Context.Service<Quit, Service>()("effect-graceful/Quit") {}
+
+const ORDER: Record<Phase, number> = { starting: 0, running: 1, draining: 2, stopping: 3, stopped: 4 }
+
+/** A stop function or closer registered outside any scope. @internal */
+interface Registered {
+  readonly entry: Entry
+  readonly run: Effect.Effect<void, unknown>
+  readonly timeout: Duration.Duration
+}
+
+const RELEASED: Reason = { _tag: "Released" }
+
+/** @internal */
+export class QuitImpl implements Service {
+  readonly options: Options
+  readonly #clock: Clock.Clock
+  readonly #runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+  readonly context: Context.Context<never>
+  readonly #phases: PubSub.PubSub<PhaseChange>
+  readonly #history: Array<PhaseChange> = []
+  readonly #fired = Deferred.makeUnsafe<Reason>()
+  readonly #forced = Deferred.makeUnsafe<NodeJS.Signals>()
+  readonly entries: Array<Entry> = []
+  readonly #names = new Set<string>()
+  readonly stopFuncs: Array<Registered> = []
+  readonly closers: Array<Registered> = []
+  readonly tasks = new Map<string, Entry & { readonly inFlight: InFlight }>()
+  reason: Reason | undefined
+  failed = false
+  deadlines: Deadlines | undefined
+  /**
+   * The scope that holds the layer which made this quit event (`Quit.layer`):
+   * once it is closing, the program's layers are being released, and the quit
+   * event fires if nothing fired it before.
+   */
+  holder: Scope.Scope | undefined
+  #keeper: Fiber.Fiber<void> | undefined
+  #stopFuncsRun: Fiber.Fiber<void> | undefined
+  #finishRun: Fiber.Fiber<void> | undefined
+
+  constructor(options: Options, clock: Clock.Clock, context: Context.Context<never>, phases: PubSub.PubSub<PhaseChange>, initial: Phase) {
+    this.options = options
+    this.#clock = clock
+    this.context = context
+    this.#runFork = Effect.runForkWith(context)
+    this.#phases = phases
+    this.setPhase(initial)
+  }
+
+  now(): number {
+    return this.#clock.currentTimeMillisUnsafe()
+  }
+
+  // ---- phase ---------------------------------------------------------------
+
+  get phase(): PhaseChange {
+    this.fireIfReleased()
+    return this.#history[this.#history.length - 1]!
+  }
+
+  get history(): ReadonlyArray<PhaseChange> {
+    return this.#history
+  }
+
+  get phases(): Stream.Stream<PhaseChange> {
+    return Stream.fromPubSub(this.#phases)
+  }
+
+  /** Moves forward only: a late "running" after a quit event is ignored. */
+  setPhase(phase: Phase): boolean {
+    const current = this.#history[this.#history.length - 1]
+    if (current !== undefined && ORDER[phase] <= ORDER[current.phase]) return false
+    const change = { phase, at: this.now() }
+    this.#history.push(change)
+    PubSub.publishUnsafe(this.#phases, change)
+    return true
+  }
+
+  // ---- the quit event ------------------------------------------------------
+
+  readonly hasFired = (): boolean => {
+    this.fireIfReleased()
+    return this.reason !== undefined
+  }
+
+  get fired(): Effect.Effect<Reason> {
+    return Deferred.await(this.#fired)
+  }
+
+  /** The quit event fires at the latest when the layers of the program begin to be released. */
+  fireIfReleased(): void {
+    if (this.reason === undefined && this.holder !== undefined && this.holder.state._tag === "Closed") this.fire(RELEASED)
+  }
+
+  /**
+   * Fires once; later calls are harmless and return false. Fixes the
+   * deadlines: the drain delay is skipped when nothing can have been routed
+   * here (the program was still starting), or nothing is left to serve
+   * (`immediate`: the program has ended).
+   */
+  readonly fire = (reason: Reason, options: { readonly immediate?: boolean } = {}): boolean => {
+    if (this.reason !== undefined) return false
+    this.reason = reason
+    if (reason._tag === "Failure") this.failed = true
+    const fired = this.now()
+    const { closeTimeout, drainDelay, drainTimeout, shutdownTimeout } = this.options
+    const delayed = options.immediate !== true && this.#history[this.#history.length - 1]!.phase !== "starting"
+    const stopping = fired + (delayed ? Duration.toMillis(drainDelay) : 0)
+    const drain = stopping + Duration.toMillis(drainTimeout)
+    this.deadlines = {
+      fired,
+      stopping,
+      drain,
+      close: drain + Duration.toMillis(closeTimeout),
+      shutdown: fired + Duration.toMillis(shutdownTimeout)
+    }
+    for (const entry of this.entries) {
+      if (entry.inFlight !== undefined && entry.inFlightAtDrain === undefined) entry.inFlightAtDrain = entry.inFlight.count
+    }
+    this.setPhase("draining")
+    Deferred.doneUnsafe(this.#fired, Exit.succeed(reason))
+    this.#keeper = this.#runFork(this.#keep(this.deadlines))
+    return true
+  }
+
+  /** Fires the quit event if it has not fired, and makes the exit code 1 either way. */
+  fail(reason: Reason, options: { readonly immediate?: boolean } = {}): void {
+    this.failed = true
+    this.fire(reason, options)
+  }
+
+  get forced(): Effect.Effect<NodeJS.Signals> {
+    return Deferred.await(this.#forced)
+  }
+
+  force(signal: NodeJS.Signals): void {
+    Deferred.doneUnsafe(this.#forced, Exit.succeed(signal))
+  }
+
+  // The shared instants, whoever runs the program: phase `stopping` and the
+  // stop functions at the end of the drain delay, the cut at the drain
+  // deadline — for every group, wherever it sits in the layer graph.
+  #keep(deadlines: Deadlines): Effect.Effect<void> {
+    return this.sleepUntil(deadlines.stopping).pipe(
+      Effect.andThen(Effect.sync(() => {
+        this.setPhase("stopping")
+        this.#startStopFuncs()
+      })),
+      Effect.andThen(this.sleepUntil(deadlines.drain)),
+      Effect.andThen(Effect.suspend(() =>
+        Effect.forEach(
+          this.entries.filter((entry) => entry.inFlight !== undefined && entry.state !== "closed" && entry.inFlight.count > 0),
+          (entry) => this.cut(entry, "at the drain deadline"),
+          { concurrency: "unbounded", discard: true }
+        )
+      ))
+    )
+  }
+
+  /** Stops what the quit event started, once everything is closed. */
+  stopKeeper(): void {
+    this.#keeper?.interruptUnsafe()
+  }
+
+  // ---- time ----------------------------------------------------------------
+
+  /** Sleeps until `at` (epoch milliseconds; at once if it has passed). */
+  sleepUntil(at: number): Effect.Effect<void> {
+    return Effect.suspend(() => at === Infinity ? Effect.never : Effect.sleep(Duration.millis(Math.max(0, at - this.now()))))
+  }
+
+  /**
+   * Sleeps until `at`, or until the shared `deadline` if that comes first —
+   * also when the quit event fires meanwhile: a component may end sooner
+   * than the shared deadline, never later.
+   */
+  until(at: number, deadline: Deadline): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const fixed = this.deadlines
+      if (fixed !== undefined) return this.sleepUntil(Math.min(at, fixed[deadline]))
+      return Effect.raceFirst(
+        this.sleepUntil(at),
+        Effect.andThen(this.fired, Effect.suspend(() => this.sleepUntil(Math.min(at, this.deadlines![deadline]))))
+      )
+    })
+  }
+
+  /** Completes at the end of the drain delay; at once if the quit event has not fired. */
+  get awaitStopping(): Effect.Effect<void> {
+    return Effect.suspend(() => this.deadlines === undefined ? Effect.void : this.sleepUntil(this.deadlines.stopping))
+  }
+
+  /** Time left until `deadline`; before the quit event, the whole span as if it fired now. */
+  timeLeft(deadline: Deadline): Duration.Duration {
+    const now = this.now()
+    if (this.deadlines !== undefined) return Duration.millis(Math.max(0, this.deadlines[deadline] - now))
+    const { closeTimeout, drainDelay, drainTimeout, shutdownTimeout } = this.options
+    const spans = { stopping: drainDelay, drain: Duration.sum(drainDelay, drainTimeout) } as const
+    if (deadline === "stopping" || deadline === "drain") return spans[deadline]
+    return deadline === "close" ? Duration.sum(spans.drain, closeTimeout) : shutdownTimeout
+  }
+
+  // ---- the registry --------------------------------------------------------
+
+  /** Registers a resource; a name already taken gets a `#2`, `#3` suffix. */
+  register(name: string, kind: string, counted: boolean, onCut?: Effect.Effect<void, unknown>): Entry {
+    let unique = name
+    for (let i = 2; this.#names.has(unique); i++) unique = `${name}#${i}`
+    this.#names.add(unique)
+    const entry = new Entry(unique, kind, counted ? new InFlight(unique, this.context) : undefined, onCut)
+    if (this.reason !== undefined && entry.inFlight !== undefined) entry.inFlightAtDrain = 0
+    this.entries.push(entry)
+    return entry
+  }
+
+  find(name: string): Entry | undefined {
+    return this.entries.find((entry) => entry.name === name)
+  }
+
+  /** The counted group behind `Quit.track(name)`, made on first use. */
+  task(name: string): InFlight {
+    const existing = this.tasks.get(name)
+    if (existing !== undefined) return existing.inFlight
+    const entry = this.register(name, "task", true) as Entry & { readonly inFlight: InFlight }
+    this.tasks.set(name, entry)
+    return entry.inFlight
+  }
+
+  /** A stop function or closer that no scope closes: the runner (or `Quit.layer`) runs it. */
+  registerOutsideScope(list: "stopFuncs" | "closers", name: string, run: Effect.Effect<void, unknown>, timeout: Duration.Duration): void {
+    this[list].push({ entry: this.register(name, list === "closers" ? "closer" : "stop func", false), run, timeout })
+  }
+
+  /** Resources not closed yet, in words, with what they still have in flight. */
+  stillOpen(): ReadonlyArray<string> {
+    return this.entries.filter((entry) => entry.state !== "closed").map((entry) => entry.describeOpen())
+  }
+
+  rows(): ReadonlyArray<Row> {
+    const now = this.now()
+    return this.entries.map((entry) => entry.toRow(now))
+  }
+
+  // ---- cutting and closing -------------------------------------------------
+
+  /**
+   * Cuts the units of `entry` still in flight, once: interrupts their fibers
+   * at once, then runs its `onCut` in a fiber of its own (it may wait on
+   * uninterruptible work) and completes when that ends.
+   */
+  cut(entry: Entry, why: string): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (entry.inFlight === undefined) return Effect.void
+      if (entry.cut !== undefined) return entry.cutting ?? Effect.void
+      const count = entry.inFlight.cut((count) => entry.cut = { count, why })
+      const onCut = entry.onCut === undefined
+        ? Effect.void
+        : Effect.catchCause(entry.onCut, (cause) => Effect.logError(`${entry.label}: cutting failed`, cause))
+      const fiber = this.#runFork(onCut)
+      entry.cutting = Effect.asVoid(Fiber.await(fiber))
+      return Effect.andThen(Effect.logWarning(`${entry.label}: cutting ${count} in flight ${why}`), entry.cutting)
+    })
+  }
+
+  /**
+   * Closes one entry: runs `body`, abandoning it `limit` from now or at the
+   * close deadline, whichever comes first; records the outcome and logs a
+   * failure (with its cause) or an abandon (by name). Never fails: the other
+   * resources still close.
+   */
+  close(entry: Entry, body: Effect.Effect<Closed, unknown>, limit: Duration.Duration): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (entry.state !== "open") return Effect.void
+      this.fireIfReleased()
+      entry.state = "closing"
+      const started = entry.closeStartedAt = this.now()
+      if (entry.inFlight === undefined) entry.markClosing()
+      else if (entry.inFlightAtDrain === undefined) entry.inFlightAtDrain = entry.inFlight.count
+      const at = started + Duration.toMillis(limit)
+      return bounded(body, this.until(at, "close")).pipe(Effect.flatMap((result) => {
+        entry.state = "closed"
+        entry.closedAt = this.now()
+        entry.inFlightAtEnd = entry.inFlight?.count
+        if (result._tag === "TimedOut") {
+          const atDeadline = this.deadlines !== undefined && this.deadlines.close <= at
+          entry.outcome = "timed out"
+          entry.detail = atDeadline ? "abandoned at the close deadline" : `abandoned after ${Duration.format(limit)}`
+          return Effect.logWarning(`${entry.label} did not close ${atDeadline ? "by the close deadline" : `within ${Duration.format(limit)}`}; abandoned`)
+        }
+        if (Exit.isSuccess(result.exit)) {
+          entry.outcome = result.exit.value.outcome
+          entry.detail = result.exit.value.detail
+          return Effect.void
+        }
+        entry.outcome = "failed"
+        entry.detail = describeCause(result.exit.cause)
+        return Effect.logError(`${entry.label} failed to close`, result.exit.cause)
+      }))
+    })
+  }
+
+  /** The stop functions, run once at the end of the drain delay, concurrently; completes when all have. */
+  get runStopFuncs(): Effect.Effect<void> {
+    return Effect.suspend(() => Fiber.await(this.#startStopFuncs()).pipe(Effect.asVoid))
+  }
+
+  #startStopFuncs(): Fiber.Fiber<void> {
+    return this.#stopFuncsRun ??= this.#runFork(
+      Effect.forEach(this.stopFuncs, (stop) => this.close(stop.entry, done(stop.run), stop.timeout), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    )
+  }
+
+  /**
+   * What no scope closes, once the program has stopped: the units counted
+   * with `Quit.track` (cut at the drain deadline), then the closers registered
+   * outside any scope, last registered first.
+   */
+  finish(drainTask: (entry: Entry) => Effect.Effect<void>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const finishing = this.#finishRun ??= this.#runFork(this.runStopFuncs.pipe(
+        Effect.andThen(Effect.forEach(this.tasks.values(), drainTask, { concurrency: "unbounded", discard: true })),
+        Effect.andThen(Effect.suspend(() =>
+          Effect.forEach([...this.closers].reverse(), (closer) => this.close(closer.entry, done(closer.run), closer.timeout), {
+            discard: true
+          })
+        ))
+      ))
+      return Fiber.await(finishing).pipe(Effect.asVoid)
+    })
+  }
+}
+
+const done = (run: Effect.Effect<void, unknown>) => Effect.as(run, { outcome: "done" } as const)
+
+/** A cause in a few words, for the report. @internal */
+export const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  const text = error instanceof Error ? error.message : String(error)
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
+}
+
+/** The implementation behind a `Quit` service; a foreign one is a defect. @internal */
+export const impl = (quit: Service): QuitImpl => {
+  if (quit instanceof QuitImpl) return quit
+  throw new Error("effect-graceful: this Quit service was not made by Quit.layer, Quit.make or Main.runMain")
+}
+
+/** The implementation of the `Quit` service in context. @internal */
+export const current: Effect.Effect<QuitImpl, never, Quit> = Quit.use((quit) => Effect.sync(() => impl(quit)))

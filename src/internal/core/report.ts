@@ -1,0 +1,32 @@
+/**
+ * The data of the shutdown report: how each registered resource ended, and
+ * how the run ended. Formatting lives with the public `Report` module.
+ *
+ * @internal
+ */
+
+/** @internal */
+export type Outcome = "done" | "cut" | "timed out" | "failed" | "abandoned"
+
+/** @internal */
+export interface Row {
+  readonly name: string
+  readonly kind: string
+  readonly outcome: Outcome
+  readonly millis: number | undefined
+  readonly inFlightAtDrain: number | undefined
+  readonly inFlightAtEnd: number | undefined
+  readonly detail: string | undefined
+}
+
+/** @internal */
+export type Ending = "completed" | "graceful" | "deadline" | "forced"
+
+/** @internal */
+export interface Report {
+  readonly reason: string | undefined
+  readonly ending: Ending
+  readonly exitCode: number
+  readonly totalMillis: number
+  readonly rows: ReadonlyArray<Row>
+}

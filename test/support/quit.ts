@@ -1,0 +1,11 @@
+/**
+ * What tests read of the quit event beyond its public face: the rows the
+ * report will have, and the implementation itself.
+ */
+import { Effect } from "effect"
+import { current } from "../../src/internal/core/quit.ts"
+
+export { current } from "../../src/internal/core/quit.ts"
+
+/** The report's rows as of now. */
+export const rows = Effect.map(current, (quit) => quit.rows())
