@@ -146,6 +146,33 @@ describe("Main.runMain with real signals", () => {
     assert.notInclude(output, "acquired db")
   })
 
+  it("a budget that cannot hold: exit 1 naming every variable and its value, before anything is acquired", async () => {
+    const child = run({ DRAIN_DELAY: "5s", DRAIN_TIMEOUT: "30s" })
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.include(
+      output,
+      `invalid configuration: DRAIN_TIMEOUT="30s": DRAIN_DELAY=5s + DRAIN_TIMEOUT=30s = 35s exceeds SHUTDOWN_TIMEOUT (30s, the default), ` +
+        `leaving nothing for CLOSE_TIMEOUT; raise SHUTDOWN_TIMEOUT or lower the others`
+    )
+    assert.notInclude(output, "acquired db")
+  })
+
+  it("a component timeout longer than the shared one: exit 1 naming both, before the program runs; what was acquired is released", async () => {
+    const child = run({ HUNG: "1", HUNG_TIMEOUT: "10s" })
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.include(
+      output,
+      `invalid configuration: broker: timeout="10s": longer than CLOSE_TIMEOUT (5s, derived from SHUTDOWN_TIMEOUT): ` +
+        `a component may have a shorter timeout than the shared one, never a longer one`
+    )
+    assert.notInclude(output, "READY")
+    assert.isBelow(output.indexOf("acquired db"), output.indexOf("db closed"), "the db, acquired first, is released")
+  })
+
   it("a drain delay keeps serving, then closes; LOG_FORMAT=json writes the report as JSON lines", async () => {
     const child = run({ DRAIN_DELAY: "600ms", LOG_FORMAT: "json" })
     await child.waitFor(/READY/)

@@ -224,12 +224,12 @@ export const budget = (set: { readonly [T in Timing]: Given }): Result.Result<Pi
   const culprit: Timing = set.shutdownTimeout !== undefined ? "shutdownTimeout" : (["drainDelay", "drainTimeout", "closeTimeout"] as const)
     .filter((timing) => set[timing] !== undefined)
     .reduce((a, b) => D.isGreaterThanOrEqualTo(resolved[a], resolved[b]) ? a : b)
-  const sum = (["drainDelay", "drainTimeout", "closeTimeout"] as const).map((timing) => describeTiming(resolved, timing))
-  const reason = left < 0
-    ? `${sum.join(" + ")} = ${D.format(D.millis(fixed))} must fit in ${describeTiming(resolved, "shutdownTimeout")}`
-    : `the values set leave no time of ${describeTiming(resolved, "shutdownTimeout")} for ${
-      open.map((timing) => VARIABLES[timing]).join(" and ")
-    }`
+  const terms = (["drainDelay", "drainTimeout", "closeTimeout"] as const)
+    .filter((timing) => set[timing] !== undefined)
+    .map((timing) => describeTiming(resolved, timing))
+  const reason = `${terms.join(" + ")}${terms.length > 1 ? ` = ${D.format(D.millis(fixed))}` : ""} ` +
+    `${left < 0 ? "exceeds" : "fills"} ${describeTiming(resolved, "shutdownTimeout")}` +
+    (open.length > 0 ? `, leaving nothing for ${open.map((timing) => VARIABLES[timing]).join(" and ")}` : "")
   return Result.fail(
     new InvalidOption({
       variable: VARIABLES[culprit],
