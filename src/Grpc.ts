@@ -13,7 +13,7 @@
  *    health Watch streams end with OK. `Call.closing` completes, so long
  *    streams can finish with OK.
  * 3. The moment the last call ends, the server has drained.
- * 4. If calls are still running at the drain timeout, `forceShutdown` cancels
+ * 4. If calls are still running at the drain deadline, `forceShutdown` cancels
  *    them: their fibers are interrupted and their finalizers run.
  * 5. The connections close (flushing the last responses); any still open
  *    after the close timeout are destroyed.

@@ -181,11 +181,11 @@ export const endOnClose = <A, E, R>(stream: Stream.Stream<A, E, R>, last?: A): E
  *
  * 1. the listener closes: new connections are refused; Node closes the idle
  *    keep-alive sockets; responses whose headers are unsent will carry
- *    `Connection: close`; HTTP/2 sessions get GOAWAY; the drain signal aborts;
+ *    `Connection: close`; HTTP/2 sessions get GOAWAY; the closing signal aborts;
  * 2. each response that ends closes its socket, if nothing else is in flight
  *    on it (no keep-alive linger);
  * 3. the moment the last request in flight ends, the drain is done;
- * 4. at the drain timeout, what is still in flight is cut: `cut` interrupts
+ * 4. at the drain deadline, what is still in flight is cut: `cut` interrupts
  *    Effect handlers (a 503 if no headers were sent) or destroys the sockets of
  *    plain handlers;
  * 5. the connections left (none in flight) are destroyed, sessions close
@@ -241,7 +241,7 @@ const split = <O extends Options>(options: O) => {
  * its request listeners on (Express, Koa: `createServer(app)`; Fastify:
  * `fastify.server` after `ready()`; `node:http2` with a compatibility handler).
  * It listens when the layer is built and drains when its scope closes; at the
- * drain timeout the sockets still in flight are destroyed.
+ * drain deadline the sockets still in flight are destroyed.
  *
  * Requests are counted as they arrive and until their response closes;
  * upgraded connections (WebSockets) until their socket closes. Listeners the
@@ -281,7 +281,7 @@ export const layerNode = <S extends NodeServer>(
  * Serves Effect apps gracefully: a drop-in for `NodeHttpServer.layer` that
  * provides the same services plus {@link Closing}. Serving (requests,
  * responses, upgrades) is `NodeHttpServer`'s; the shutdown is ours. At the
- * drain timeout, handlers still running are interrupted: their finalizers run
+ * drain deadline, handlers still running are interrupted: their finalizers run
  * and the client gets 503 if no headers were sent. Route handlers of
  * `HttpRouter` are interruptible; a bare `HttpServer.serve` app runs
  * uninterruptibly (Effect's choice) and is waited for up to the close timeout.

@@ -105,7 +105,7 @@ const attemptNow = <A>(operation: string, body: (now: number) => A): Effect.Effe
  * Opens the queue for the lifetime of the layer. Pools using it (through
  * {@link worker}) must be built on top of it, so that they drain first. When it
  * closes, in this order: lease renewal stops; the claims this process still
- * holds (jobs cut at the drain timeout, or claimed but never started) are
+ * holds (jobs cut at the drain deadline, or claimed but never started) are
  * released to pending; the database closes.
  *
  * @example

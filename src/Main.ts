@@ -8,13 +8,13 @@
  * | code | when |
  * | --- | --- |
  * | 0 | the program completed, or a signal shut it down cleanly |
- * | 1 | the program failed; a resource failed or timed out while closing; the shutdown timeout passed; bad configuration; an uncaught exception |
+ * | 1 | the program failed; a resource failed or was abandoned while closing; the shutdown deadline passed; bad configuration; an uncaught exception |
  * | 128 + n | a second signal forced the exit (130 for SIGINT, 143 for SIGTERM) |
  *
  * Unlike Effect's `NodeRuntime.runMain` — which exits 130 after SIGTERM,
  * ignores further signals and has no deadline — a clean SIGTERM shutdown exits
  * 0 (what Kubernetes and systemd expect), a second signal forces the exit, and
- * the shutdown timeout bounds the whole.
+ * the shutdown deadline bounds the whole.
  *
  * @since 0.1.0
  */

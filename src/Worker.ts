@@ -120,7 +120,7 @@ const forever: Source<void> = { open: Effect.succeed(Effect.void) }
  * - {@link failApp}: log the cause and fire the quit event as a failure (exit
  *   code 1); this worker stops, everything else drains.
  *
- * An interrupted unit (cut at the drain timeout) is not a failure: the worker
+ * An interrupted unit (cut at the drain deadline) is not a failure: the worker
  * just stops.
  *
  * @since 0.1.0
@@ -172,9 +172,9 @@ export interface Options<A, E> {
    * scope closes, for work that units in flight rely on (renewing leases).
    */
   readonly until?: "quit" | "close" | undefined
-  /** The group's drain timeout; default the quit event's. */
+  /** A drain timeout of its own: shorter than the shared one, never longer. */
   readonly drainTimeout?: DurationInput | undefined
-  /** Bounds stopping and cutting, on top of the drain timeout. */
+  /** Bounds the cut's end: shorter than the shared close timeout, never longer. */
   readonly closeTimeout?: DurationInput | undefined
   /** Called when the policy gives up on an item and logs it (a durable source marks it failed). */
   readonly onGiveUp?: ((item: A, cause: Cause.Cause<E>) => Effect.Effect<void>) | undefined
@@ -206,7 +206,7 @@ export interface Worker {
  * 2. units in progress run to completion, through the drain delay and after;
  * 3. the scope closes: the pool is done the moment its last unit ends
  *    (event-driven), and at once if none is running;
- * 4. at the drain timeout, units still running are interrupted — their
+ * 4. at the drain deadline, units still running are interrupted — their
  *    finalizers run — and the report says how many were cut;
  * 5. the source closes (a stream stops).
  *

@@ -2,19 +2,19 @@
  * effect-graceful: graceful shutdown and structured concurrency for Node
  * services, built on Effect. Each module is a namespace:
  *
- * - `Quit` — the quit event, in-flight groups, closers.
+ * - `Quit` — the quit event and its deadlines, in-flight groups, closers; `Quit.layer` for any runner.
  * - `Worker` — loops and consumers as fibers that finish their current unit.
  * - `Closer` — any close/end/destroy as a named scoped resource with a timeout.
  * - `JobQueue` — a durable job queue on SQLite that loses nothing.
  * - `Http` — graceful HTTP/1.1 and HTTP/2 servers for Effect apps and plain Node handlers.
  * - `Health` — readiness and liveness driven by the quit event.
+ * - `Main` — the process runner (`Main.runMain`).
+ * - `Shutdown` — the shutdown sequence as an Effect.
+ * - `Options` — drain delay, drain, close and shutdown timeouts from code and env; the budget rule.
+ * - `Report` — the shutdown report.
  *
  * gRPC lives at `effect-graceful/Grpc`, so that programs without gRPC need not
  * install its optional peer dependencies.
- * - `Main` — the process runner (`Main.runMain`).
- * - `Shutdown` — the shutdown sequence as an Effect.
- * - `Options` — drain delay, drain timeout, shutdown timeout from code and env.
- * - `Report` — the shutdown report.
  *
  * @since 0.1.0
  */

@@ -13,6 +13,6 @@ const Api = HttpRouter.serve(HttpRouter.add("GET", "/", HttpServerResponse.text(
 const Ticker = Worker.layerLoop("ticker", Effect.log("tick"), { spaced: "1 second" })
 
 // A resource closed after everything that uses it, under its own timeout.
-const Database = Closer.layerDiscard("database", Effect.log("database closed"), { timeout: "5 seconds" })
+const Database = Closer.layerDiscard("database", Effect.log("database closed"), { timeout: "2 seconds" })
 
 Main.runMain(Layer.mergeAll(Api, Ticker).pipe(Layer.provide(Database)), { drainDelay: "5 seconds" })

@@ -8,7 +8,7 @@
  *
  * - the client cancelling, or the call's deadline passing, interrupts it
  *   (grpc-js reports both as the call's `cancelled` event);
- * - the drain timeout can cut it like any other counted unit.
+ * - the drain deadline can cut it like any other counted unit.
  *
  * @internal
  */

@@ -35,7 +35,7 @@ export interface ServeOptions<R> {
   readonly server?: grpc.ServerOptions | undefined
   /** Serve `grpc.health.v1`. Default `true`. */
   readonly health?: boolean | undefined
-  /** How long in-flight calls may run once the server stops. Default: the drain timeout. */
+  /** How long in-flight calls may run once the server stops: shorter than the shared drain timeout, never longer. */
   readonly drainTimeout?: DurationInput | undefined
 }
 
@@ -166,10 +166,10 @@ const setting = <A>(value: A | Config.Config<A> | undefined, fallback: Config.Co
  * 2. `tryShutdown`: the listener closes and GOAWAY goes out; Watch streams
  *    end with OK; `Call.closing` completes;
  * 3. the group waits for the last call — event-driven — up to the drain
- *    timeout, then `forceShutdown` cancels the rest and their fibers are
+ *    deadline, then `forceShutdown` cancels the rest and their fibers are
  *    interrupted;
  * 4. the connections close, flushing the last responses; any still open after
- *    the close timeout are destroyed.
+ *    the close timeout (or at the close deadline) are destroyed.
  *
  * @internal
  */
