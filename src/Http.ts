@@ -216,6 +216,9 @@ const drainOnClose = (
         }
       })
     )
+    // Forked before the group, so that it still hears a quit event fired by
+    // the group's own finalizer (the layers released, no signal).
+    yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => connections.endKeepAlive())), { startImmediately: true })
     group = yield* groups.make(quit, name, {
       kind: "http",
       drainTimeout: options.drainTimeout,
@@ -224,7 +227,6 @@ const drainOnClose = (
       onCut: cut
     })
     connections.count(quit.find(group.name)!.inFlight!)
-    yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => connections.endKeepAlive())))
     return group
   })
 

@@ -239,6 +239,7 @@ export const consume = <A, E1, R1, E, R>(
     // Opened before the group: its finalizer runs after the group has drained.
     const take = yield* source.open
     const pool = new internal.Pool(name, yield* Effect.context<never>())
+    if ((options.until ?? "quit") === "quit") yield* internal.haltAtQuit(pool)
     const group = yield* groups.make(quit, name, {
       kind: "worker",
       drainTimeout: options.drainTimeout,

@@ -8,7 +8,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, type Duration, Effect, Exit, Fiber, Layer, ManagedRuntime, Option, Result } from "effect"
 import { TestClock } from "effect/testing"
-import { Options, Quit, Shutdown } from "../src/index.ts"
+import * as NodeHttp from "node:http"
+import type { AddressInfo } from "node:net"
+import { Http, Options, Quit, Shutdown } from "../src/index.ts"
+import { connect, get } from "./support/http.ts"
 
 const env = (vars: Record<string, string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.provideService(effect, ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: vars }))
@@ -100,6 +103,27 @@ describe("Quit.layer under another runner", () => {
       const fired = Option.getOrThrow(Option.fromUndefinedOr(quit.deadlines)).fired
       const closedAt = Number(/@(\d+)$/.exec(log[1]!)![1])
       assert.isAtLeast(closedAt - fired, 50, "the intake closed after the drain delay")
+    }))
+})
+
+describe("a quit event fired by the layers' release (no signal)", () => {
+  it.live("an HTTP server hears it through the drain delay: readiness 503, Connection: close, then the listener closes", () =>
+    Effect.gen(function*() {
+      const server = NodeHttp.createServer((_request, response) => response.end("ok"))
+      const Web = Http.layerNode(() => server, { port: 0, host: "127.0.0.1", health: true })
+      const runtime = ManagedRuntime.make(Web.pipe(Layer.provide(Quit.layer({ drainDelay: "300 millis" }))))
+      yield* Effect.promise(() => runtime.runPromise(Effect.void))
+      const port = (server.address() as AddressInfo).port
+      const disposing = runtime.dispose()
+      const readiness = yield* Effect.promise(() => get(port, "/readyz"))
+      const agent = new NodeHttp.Agent({ keepAlive: true })
+      const served = yield* Effect.promise(() => get(port, "/", agent))
+      agent.destroy()
+      yield* Effect.promise(() => disposing)
+      assert.deepInclude(readiness, { status: 503, body: "not ready\n" })
+      assert.deepInclude(served, { status: 200, body: "ok" })
+      assert.strictEqual(served.headers.connection, "close", "a keep-alive client is told to move on")
+      assert.strictEqual(yield* Effect.promise(() => connect(port)), "ECONNREFUSED")
     }))
 })
 

@@ -1,7 +1,7 @@
 /**
  * The in-flight counter behind every group: a count that wakes its waiters the
  * moment it reaches zero, and the set of fibers running counted units so that
- * the drain timeout can cut them.
+ * the drain deadline can cut them.
  *
  * @internal
  */
@@ -27,7 +27,7 @@ const register = (inFlight: InFlight, context: Context.Context<never>): void => 
     { get: () => ({ value: inFlight.count }), update: constVoid, modify: constVoid }
   )
   counter("effect_graceful_units_started_total", "Units of work started, per group", () => inFlight.started)
-  counter("effect_graceful_units_cut_total", "Units of work cut at the drain timeout, per group", () => inFlight.cutTotal)
+  counter("effect_graceful_units_cut_total", "Units of work cut at the drain deadline (or a drain timeout of their own), per group", () => inFlight.cutTotal)
 }
 
 /**

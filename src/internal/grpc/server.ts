@@ -209,6 +209,10 @@ export const serve = <R>(
         )
       )
     )
+    // NOT_SERVING the moment the quit event fires — before the drain delay.
+    // Forked before the group, so that it still hears a quit event fired by
+    // the group's own finalizer (the layers released, no signal).
+    yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => health.quit())), { startImmediately: true })
     // Steps 2 and 3. tryShutdown's callback is not awaited here: the group's
     // wait-until-idle is the wait, and it ends the moment the last call does.
     const group = yield* groups.make(quit, name, {
@@ -238,7 +242,6 @@ export const serve = <R>(
       const started = Stream.runDrain(Stream.takeUntil(quit.phases, (change) => change.phase !== "starting"))
       yield* Effect.forkScoped(Effect.andThen(started, Effect.sync(() => health.running())))
     } else health.running()
-    yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => health.quit())), { startImmediately: true })
     const handle: Handle = {
       name: group.name,
       address: formatAddress(host, bound),

@@ -8,7 +8,7 @@
  * one that has an item in hand (even if it received it a moment before) is
  * uninterruptible, so the interruption is deferred and it still hands the
  * item to a unit. The unit runs in its own fiber, started by the group, so
- * only the drain timeout can cut it.
+ * only the drain deadline can cut it.
  *
  * @internal
  */
@@ -137,9 +137,21 @@ export interface Run<A, E, R> {
 }
 
 /**
+ * Halts the pool the moment the quit event fires. Forked before the pool's
+ * group, so that it is interrupted only after the group has drained and still
+ * hears a quit event that the group's own finalizer fires (the layers
+ * released, no signal).
+ *
+ * @internal
+ */
+export const haltAtQuit = (pool: Pool): Effect.Effect<void, never, Quit | Scope.Scope> =>
+  Effect.flatMap(current, (quit) =>
+    Effect.asVoid(Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => pool.halt())), { startImmediately: true })))
+
+/**
  * Starts `workers` worker fibers, detached from the scope: closing the scope
  * must not interrupt a unit — the group drains it, and cuts it only at the
- * drain timeout.
+ * drain deadline.
  *
  * @internal
  */
@@ -151,10 +163,6 @@ export const start = <A, E, R>(
 ): Effect.Effect<void, never, R | Quit | Scope.Scope> =>
   Effect.gen(function*() {
     const quit = yield* current
-    if (run.until === "quit") {
-      // Scoped: interrupted as the scope begins to close, when the group's onStop halts the pool anyway.
-      yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => pool.halt())), { startImmediately: true })
-    }
     const body = new Runner(pool, group, quit, run).body
     for (let i = 0; i < workers; i++) {
       yield* Effect.forkDetach(body, { startImmediately: true })
@@ -235,7 +243,7 @@ class Runner<A, E, R> {
       let cause = first
       let step: ((cause: Cause.Cause<E>) => Pull.Pull<unknown, never, unknown>) | undefined
       while (true) {
-        // Interrupted: cut at the drain timeout; the worker is closing.
+        // Interrupted: cut at the drain deadline; the worker is closing.
         if (Cause.hasInterruptsOnly(cause)) return false
         yield* Metric.update(self.#pool.failures, 1)
         const policy = self.#run.policy
