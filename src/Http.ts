@@ -81,21 +81,63 @@ export interface EffectOptions
 {}
 
 /**
- * Makes the server. It receives the server's closing signal, aborted when the
- * server begins to close (its listener closes), for long-lived responses
- * written as plain Node code:
+ * A WebSocket server that keeps its clients: the `ws` package's
+ * `WebSocketServer` (with its default `clientTracking`), or any other with the
+ * same shape.
+ *
+ * @since 0.1.0
+ */
+export interface WebSocketServer {
+  readonly clients: Iterable<{ close(code?: number, reason?: string): void }>
+}
+
+/**
+ * What the server's factory receives:
+ *
+ * - `closing`: an `AbortSignal` aborted when the server begins to close (its
+ *   listener closes), for long-lived responses written as plain Node code;
+ * - `webSockets(wss)`: registers a WebSocket server (`new WebSocketServer({
+ *   server })` of the `ws` package) and returns it. When the server begins to
+ *   close, each of its open sockets gets the close frame 1001 "going away"
+ *   (RFC 6455 §7.4.1); the drain waits for them to close, up to the drain
+ *   deadline, when what is left is destroyed.
+ *
+ * @since 0.1.0
+ */
+export interface Setup {
+  readonly closing: AbortSignal
+  readonly webSockets: <W extends WebSocketServer>(server: W) => W
+}
+
+/**
+ * Makes the server, given its {@link Setup}:
  *
  * ```ts
- * Http.layerNode(({ closing }) => createServer((req, res) => {
- *   const timer = setInterval(() => res.write("data: tick\n\n"), 1000)
- *   closing.addEventListener("abort", () => res.end("event: bye\ndata: closing\n\n"))
- *   res.on("close", () => clearInterval(timer))
- * }), { port: 8080 })
+ * Http.layerNode(({ closing, webSockets }) => {
+ *   const server = createServer((req, res) => {
+ *     const timer = setInterval(() => res.write("data: tick\n\n"), 1000)
+ *     closing.addEventListener("abort", () => res.end("event: bye\ndata: closing\n\n"))
+ *     res.on("close", () => clearInterval(timer))
+ *   })
+ *   webSockets(new WebSocketServer({ server })).on("connection", (ws) => ws.send("hello"))
+ *   return server
+ * }, { port: 8080 })
  * ```
  *
  * @since 0.1.0
  */
-export type Evaluate<S extends NodeServer> = (context: { readonly closing: AbortSignal }) => S
+export type Evaluate<S extends NodeServer> = (setup: Setup) => S
+
+/** The setup for `evaluate`: the closing signal, and the WebSocket servers to say "going away" to. */
+const setupFor = (controller: AbortController): Setup => ({
+  closing: controller.signal,
+  webSockets: (wss) => {
+    controller.signal.addEventListener("abort", () => {
+      for (const client of wss.clients) client.close(1001, "going away")
+    }, { once: true })
+    return wss
+  }
+})
 
 /**
  * The closing of the server that serves the current Effect app: long-lived
@@ -174,22 +216,26 @@ export const endOnClose = <A, E, R>(stream: Stream.Stream<A, E, R>, last?: A): E
 
 /**
  * Registers the server with the quit event for the lifetime of the current
- * scope and returns its group. From the quit event on, responses carry
- * `Connection: close` (clients move to new connections while the listener
- * still takes them). When the scope closes — after the drain delay — in this
- * order:
+ * scope and returns its group. From the quit event on, HTTP/1 responses carry
+ * `Connection: close` and HTTP/2 sessions get the shutdown notice (clients
+ * move to new connections while the listener still takes them). When the
+ * scope closes — after the drain delay — in this order:
  *
- * 1. the listener closes: new connections are refused; Node closes the idle
- *    keep-alive sockets; responses whose headers are unsent will carry
- *    `Connection: close`; HTTP/2 sessions get GOAWAY; the closing signal aborts;
- * 2. each response that ends closes its socket, if nothing else is in flight
- *    on it (no keep-alive linger);
+ * 1. the listener closes: new connections are refused; idle keep-alive
+ *    connections are closed; responses whose headers are unsent will carry
+ *    `Connection: close`; a connection with no request yet (a TLS handshake,
+ *    a request still on the wire) has the grace to send one; HTTP/2 sessions
+ *    get the final GOAWAY one round trip after the notice; registered
+ *    WebSocket servers say 1001 "going away"; the closing signal aborts;
+ * 2. each response that ends closes its connection (no keep-alive linger); one
+ *    whose headers said keep-alive waits the grace for a request already sent;
  * 3. the moment the last request in flight ends, the drain is done;
  * 4. at the drain deadline, what is still in flight is cut: `cut` interrupts
  *    Effect handlers (a 503 if no headers were sent) or destroys the sockets of
  *    plain handlers;
- * 5. the connections left (none in flight) are destroyed, sessions close
- *    after their last frames, and the server's `close` ends it.
+ * 5. the connections left (none in flight) are destroyed once their grace is
+ *    over, sessions close after their last frames, and the server's `close`
+ *    ends it — all by the close deadline.
  */
 const drainOnClose = (
   quit: QuitImpl,
@@ -200,20 +246,21 @@ const drainOnClose = (
   Effect.gen(function*() {
     const name = options.name ?? "http"
     const { closeTimeout } = yield* groups.timeouts(quit, name, options)
+    const closedBy = (deadline: "close" | "shutdown") =>
+      Effect.raceFirst(
+        Effect.as(connections.awaitClosed, true),
+        Effect.as(quit.until(quit.now() + Duration.toMillis(closeTimeout), deadline), false)
+      )
     let group: Quit.Group | undefined
     // Added before the group, so it runs after the group has drained (step 5).
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         const stuck = group === undefined ? 0 : yield* group.inFlight
         connections.destroyRest(stuck > 0)
-        const closed = yield* Effect.raceFirst(
-          Effect.as(connections.awaitClosed, true),
-          Effect.as(quit.until(quit.now() + Duration.toMillis(closeTimeout), "close"), false)
-        )
-        if (!closed) {
-          connections.destroyRest(true)
-          yield* connections.awaitClosed
-        }
+        if (yield* closedBy("close")) return
+        connections.destroyRest(true)
+        // Destroyed sockets close at once; the wait is bounded all the same.
+        if (!(yield* closedBy("shutdown"))) yield* Effect.logWarning(`${name}: connections still open after they were destroyed`)
       })
     )
     // Forked before the group, so that it still hears a quit event fired by
@@ -229,6 +276,16 @@ const drainOnClose = (
     connections.count(quit.find(group.name)!.inFlight!)
     return group
   })
+
+/**
+ * How long a connection with no request in progress may still send one once
+ * the listener has closed: long enough for a request already on the wire, far
+ * shorter than any timeout; never longer than the close timeout.
+ */
+const GRACE_MILLIS = 1000
+const grace = (own: groups.Timeouts) => Math.min(GRACE_MILLIS, Duration.toMillis(own.closeTimeout))
+
+const clock = (quit: QuitImpl) => ({ now: () => quit.now(), schedule: (millis: number, f: () => void) => quit.schedule(millis, f) })
 
 const intercept = (quit: QuitImpl, health: Options["health"]) =>
   health === undefined || health === false ? undefined : Health.makeHandler(quit, health === true ? {} : health)
@@ -246,8 +303,11 @@ const split = <O extends Options>(options: O) => {
  * drain deadline the sockets still in flight are destroyed.
  *
  * Requests are counted as they arrive and until their response closes;
- * upgraded connections (WebSockets) until their socket closes. Listeners the
- * app adds after the layer is built are not counted.
+ * upgraded connections (WebSockets) until their socket closes — also through
+ * `upgrade` and `checkContinue` listeners the app adds after the layer is
+ * built. (Add `request` listeners before: health probes are answered before
+ * they reach them.) Every connection is tracked from TCP accept, so none —
+ * not a TLS handshake that never finishes — can hold the shutdown.
  *
  * @example
  * ```ts
@@ -266,10 +326,10 @@ export const layerNode = <S extends NodeServer>(
   Layer.effectDiscard(Effect.gen(function*() {
     const quit = yield* current
     // Checked before anything is acquired.
-    yield* groups.timeouts(quit, options.name ?? "http", options)
+    const own = yield* groups.timeouts(quit, options.name ?? "http", options)
     const controller = new AbortController()
-    const server = evaluate({ closing: controller.signal })
-    const connections = new Connections(server, controller)
+    const server = evaluate(setupFor(controller))
+    const connections = new Connections(server, controller, clock(quit), grace(own))
     // The app's listeners are adopted before the server listens, so that no
     // request reaches them unseen; the group is registered, and counting
     // begins, once it listens, so that a bind error leaves no row in the report.
@@ -313,10 +373,10 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
   Layer.effectContext(Effect.gen(function*() {
     const quit = yield* current
     // Checked before anything is acquired.
-    yield* groups.timeouts(quit, options.name ?? "http", options)
+    const own = yield* groups.timeouts(quit, options.name ?? "http", options)
     const controller = new AbortController()
-    const server = evaluate({ closing: controller.signal })
-    const connections = new Connections(server, controller)
+    const server = evaluate(setupFor(controller))
+    const connections = new Connections(server, controller, clock(quit), grace(own))
     const nodeOptions = split(options)
     const inner = yield* NodeHttpServer.make(() => server, nodeOptions).pipe(
       Effect.mapError((error) => bindError(nodeOptions, error.cause))

@@ -291,6 +291,12 @@ export class QuitImpl implements Service {
     return Effect.suspend(() => this.deadlines === undefined ? Effect.void : this.sleepUntil(this.deadlines.stopping))
   }
 
+  /** Runs `f` after `millis` on the quit event's clock (`TestClock` in tests); the returned function cancels it. */
+  schedule(millis: number, f: () => void): () => void {
+    const fiber = this.#runFork(Effect.andThen(Effect.sleep(Duration.millis(millis)), Effect.sync(f)))
+    return () => fiber.interruptUnsafe()
+  }
+
   /** Time left until `deadline`; before the quit event, the whole span as if it fired now. */
   timeLeft(deadline: Deadline): Duration.Duration {
     const now = this.now()

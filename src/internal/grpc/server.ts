@@ -9,6 +9,7 @@ import * as grpc from "@grpc/grpc-js"
 import type { Context, Fiber, Scope } from "effect"
 import { Cause, Config, Data, Deferred, Duration, Effect, Exit, Metric, Stream } from "effect"
 import * as groups from "../core/group.ts"
+import type { Group } from "../core/group.ts"
 import type { DurationInput, InvalidOption } from "../core/options.ts"
 import { current, type Quit } from "../core/quit.ts"
 import * as call from "./call.ts"
@@ -126,6 +127,9 @@ const register = <R>(
       : Effect.die(new Error(`gRPC method ${method.path} is registered twice`))
   }, { discard: true })
 
+/** How long connections with nothing in flight may take to close once the server drained. */
+const GRACE_MILLIS = 1000
+
 /** The address grpc-js binds: `host:port`, with brackets around an IPv6 host. */
 const formatAddress = (host: string, port: number): string =>
   host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`
@@ -195,19 +199,28 @@ export const serve = <R>(
       server.tryShutdown(() => Deferred.doneUnsafe(closed, Exit.void))
       health.endWatches()
     }
-    // Step 4. Added first, so it runs after the group's drain below.
+    let group: Group | undefined
+    // Step 4. Added first, so it runs after the group's drain below. With no
+    // call in flight, what is left carries nothing (an idle session, a TLS
+    // handshake that never finished): a short grace for the last frames to
+    // flush, then it is destroyed. With calls still in flight (stuck past the
+    // cut), they are destroyed at the close deadline.
     yield* Effect.addFinalizer(() =>
-      Effect.sync(stop).pipe(
-        Effect.andThen(Effect.raceFirst(
+      Effect.gen(function*() {
+        stop()
+        const idle = group === undefined || (yield* group.inFlight) === 0
+        const closeTimeout = Duration.toMillis(quit.options.closeTimeout)
+        const wait = idle ? Math.min(GRACE_MILLIS, closeTimeout) : closeTimeout
+        const done = yield* Effect.raceFirst(
           Effect.as(Deferred.await(closed), true),
-          Effect.as(quit.until(quit.now() + Duration.toMillis(quit.options.closeTimeout), "close"), false)
-        )),
-        Effect.flatMap((done) =>
-          done ? Effect.void : Effect.sync(() => server.forceShutdown()).pipe(
-            Effect.andThen(Effect.logWarning("gRPC connections still open at the close deadline; destroyed"))
-          )
+          Effect.as(quit.until(quit.now() + wait, "close"), false)
         )
-      )
+        if (done) return
+        server.forceShutdown()
+        yield* idle
+          ? Effect.logDebug(`${name}: connections with nothing in flight closed`)
+          : Effect.logWarning(`${name}: connections still open at the close deadline; destroyed`)
+      })
     )
     // NOT_SERVING the moment the quit event fires — before the drain delay.
     // Forked before the group, so that it still hears a quit event fired by
@@ -215,7 +228,7 @@ export const serve = <R>(
     yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => health.quit())), { startImmediately: true })
     // Steps 2 and 3. tryShutdown's callback is not awaited here: the group's
     // wait-until-idle is the wait, and it ends the moment the last call does.
-    const group = yield* groups.make(quit, name, {
+    group = yield* groups.make(quit, name, {
       kind: "grpc",
       drainTimeout: options.drainTimeout,
       onStop: Effect.sync(stop),

@@ -1,12 +1,12 @@
 /**
  * What a graceful HTTP server must know about its connections, and the ways to
- * close them. Node keeps most of it (which HTTP/1 sockets are idle, which
- * streams a session has); we keep the rest: the latest response of each
- * HTTP/1 connection (to mark it `Connection: close`, and to count the requests
- * in flight), the HTTP/2 sessions (to send them GOAWAY) and the upgraded
- * sockets (WebSockets), which leave Node's HTTP bookkeeping.
+ * close them. Every connection is tracked from the moment TCP accepts it —
+ * during its TLS handshake, silent, carrying HTTP/1 requests, as an HTTP/2
+ * session, upgraded — so that none can hold the shutdown, whatever the server
+ * kind (http, https, http2 h2c and TLS, with or without `allowHTTP1`).
  *
- * Everything here is driven by Node's events; nothing polls.
+ * Everything here is driven by Node's events and the quit event's clock;
+ * nothing polls.
  *
  * @internal
  */
@@ -16,9 +16,10 @@ import type * as Http from "node:http"
 import type * as Http2 from "node:http2"
 import { constants as Http2Constants } from "node:http2"
 import type * as Https from "node:https"
-import type * as Net from "node:net"
+import * as Net from "node:net"
 import type { Duplex } from "node:stream"
 import type { InFlight } from "../core/inFlight.ts"
+import { Connection } from "./connection.ts"
 
 /** The servers we can drain: node:http, node:https, node:http2 (h2c and TLS). */
 export type NodeServer = Http.Server | Https.Server | Http2.Http2Server | Http2.Http2SecureServer
@@ -28,70 +29,78 @@ export type Request = Http.IncomingMessage | Http2.Http2ServerRequest
 /** A response as any of those servers emit it. */
 export type Response = Http.ServerResponse | Http2.Http2ServerResponse
 
-// Every server kind is a net.Server; the HTTP/1 ones (and HTTP/2 ones with
-// `allowHTTP1`) also track their connections and can close the idle ones.
-type Managed = Net.Server & {
-  readonly closeIdleConnections?: () => void
-  readonly closeAllConnections?: () => void
-}
-
-type Listener =
-  | ((request: Request, response: Response) => void)
-  | ((request: Request, socket: Duplex, head: Buffer) => void)
-
 /** Answers a request itself (readiness, liveness) and returns `true`, or lets it through. */
 export type Intercept = (request: Request, response: Response) => boolean
 
-// The latest response of an HTTP/1 connection, kept on the socket itself: a
-// property store per request, where a map keyed by socket would hash it on
-// every request.
-const latest = Symbol("effect-graceful/latestResponse")
-type Socket = Net.Socket & { [latest]?: Http.ServerResponse }
+/** Runs `f` after `millis` on the quit event's clock; the returned function cancels it. */
+export type Schedule = (millis: number, f: () => void) => () => void
+
+/** The quit event's clock, as the connections use it. */
+export interface Clock {
+  readonly now: () => number
+  readonly schedule: Schedule
+}
 
 // Not finished, and not destroyed: a destroyed response has emitted its
 // `close`, or is about to, and must not be waited for.
 const isUnfinished = (response: Http.ServerResponse): boolean => !response.writableFinished && !response.destroyed
 
+const stopListening: (this: Net.Server, callback: () => void) => void = Net.Server.prototype.close
+
+// A TLS socket's `_parent` is the socket TCP accepted, which it wraps.
+const connectionOf = (tls: Net.Socket): Connection | undefined =>
+  Connection.of((tls as Net.Socket & { readonly _parent?: Net.Socket })._parent ?? tls)
+
 /** The connections of one server, from its creation to its close. */
 export class Connections {
-  readonly #server: Managed
+  readonly #server: NodeServer
   readonly #controller: AbortController
-  // The HTTP/1 connections that carried a request, each with its latest
-  // response on it: a connection joins at its first request and leaves when
-  // it closes, so the cost is per connection, not per keep-alive request.
-  readonly #sockets = new Set<Socket>()
-  readonly #forget: (this: Socket) => void
-  readonly #sessions = new Set<Http2.ServerHttp2Session>()
-  readonly #upgraded = new Set<Duplex>()
+  readonly #schedule: Schedule
+  readonly #now: () => number
+  readonly #grace: number
+  readonly #all = new Set<Connection>()
   readonly #closed = Deferred.makeUnsafe<void>()
   #inFlight: InFlight | undefined
   // HTTP/1 requests are counted from their connections (a response not yet
   // finished is one in flight) until somebody waits for them or the server
-  // begins to close; from then on one by one, until their response closes. A listener
-  // per request is the largest cost we would add to a hello world.
+  // begins to close; from then on one by one, until their response closes. A
+  // listener per request is the largest cost we would add to a hello world.
   #eachCounted = false
   #startedUncounted = 0
-  // From the quit event: keep-alive ends with each response.
+  // From the quit event: keep-alive ends with each response, HTTP/2 sessions
+  // have had their notice.
   #ending = false
+  // From the end of the drain delay: the listener is closed.
   #closing = false
-  // Node's own test of idleness (no request being read, no response being
-  // written) is the one to trust; we only choose the moments to apply it.
-  readonly #closeIdle = () => this.#server.closeIdleConnections?.()
 
-  constructor(server: NodeServer, controller: AbortController) {
+  /**
+   * `grace` is how long a connection with no request in progress may still
+   * send one once the listener has closed: a request already on the wire (a
+   * proxy's, a keep-alive client's queued one) is served, not reset.
+   */
+  constructor(server: NodeServer, controller: AbortController, clock: Clock, grace: number) {
     this.#server = server
     this.#controller = controller
-    const sockets = this.#sockets
-    // One listener for every connection, called with the socket as `this`.
-    this.#forget = function() {
-      sockets.delete(this)
-    }
-    // Listened to before the server listens, so that no session escapes us.
-    this.#server.on("session", (session: Http2.ServerHttp2Session) => {
-      // A TLS handshake may finish after the server began to close: GOAWAY at once.
-      if (this.#closing) return void session.close()
-      this.#sessions.add(session)
-      session.once("close", () => this.#sessions.delete(session))
+    this.#schedule = clock.schedule
+    this.#now = clock.now
+    this.#grace = grace
+    const all = this.#all
+    // Listened to before the server listens, so that no connection escapes
+    // us, and before the server's own listener: an HTTP/2 server starts its
+    // session (and emits `session`) in there.
+    server.prependListener("connection", (raw: Net.Socket) => {
+      const connection = new Connection(raw, all)
+      if (this.#closing) connection.awaitRequest(this.#schedule, this.#grace)
+    })
+    // The same for TLS: a secure HTTP/2 server starts its session on `secureConnection`.
+    server.prependListener("secureConnection", (tls: Net.Socket) => connectionOf(tls)?.secured(tls))
+    server.on("stream", (stream: Http2.ServerHttp2Stream) => Connection.of(stream.session!.socket)?.opened(stream))
+    server.on("session", (session: Http2.ServerHttp2Session) => {
+      const connection = Connection.of(session.socket)
+      if (connection === undefined) return
+      connection.started(session)
+      if (this.#ending) connection.notice(this.#now())
+      if (this.#closing) connection.goaway(this.#schedule, this.#grace, this.#now())
     })
   }
 
@@ -126,7 +135,7 @@ export class Connections {
 
   #unfinished(): number {
     let n = 0
-    for (const socket of this.#sockets) if (isUnfinished(socket[latest]!)) n++
+    for (const connection of this.#all) if (connection.latest !== undefined && isUnfinished(connection.latest)) n++
     return n
   }
 
@@ -135,9 +144,9 @@ export class Connections {
   #countEach(): void {
     if (this.#eachCounted) return
     this.#eachCounted = true
-    for (const socket of this.#sockets) {
-      const response = socket[latest]!
-      if (isUnfinished(response)) {
+    for (const connection of this.#all) {
+      const response = connection.latest
+      if (response !== undefined && isUnfinished(response)) {
         this.#startedUncounted--
         this.#countOne(response)
       }
@@ -153,129 +162,132 @@ export class Connections {
   }
 
   /**
-   * Becomes the one listener of `request` (and `checkContinue` and `upgrade`,
-   * when the app listens to them) and forwards to the app's listeners, so that
-   * every request is counted before the app sees it and health probes are
-   * answered without reaching the app. Call it once the app's listeners are on.
+   * Becomes the one listener of `request` and forwards to the app's listeners,
+   * so that every request is counted before the app sees it and health probes
+   * are answered without reaching the app. `checkContinue` and `upgrade` are
+   * counted by a listener of ours beside the app's, also when the app adds
+   * its own after this (a WebSocket library in a layer on top). Call it once
+   * the app's request listeners are on.
    */
   adopt(intercept: Intercept | undefined): void {
     const server = this.#server
+    const listeners = server.listeners("request")
     // Called once per request: no closure, no rest arguments, no `once`
     // wrapper, no map; a field read where a type test would do.
-    const onRequest = (listeners: ReadonlyArray<Function>) => (request: Request, response: Response) => {
-      if (intercept !== undefined && intercept(request, response)) return
+    const onRequest = (request: Request, response: Response) => {
       // HTTP/1 (also through an HTTP/2 server with `allowHTTP1`): the response
       // is a `ServerResponse` on a socket of its own.
-      if (request.httpVersionMajor === 1) this.#track(request.socket, response as Http.ServerResponse)
+      const http1 = request.httpVersionMajor === 1
+      if (http1 && !this.#admit(request.socket, response as Http.ServerResponse)) return
+      // Probes are answered here, and are no work of the app's: not counted.
+      if (intercept !== undefined && intercept(request, response)) return
+      if (http1 && !this.#eachCounted) this.#startedUncounted++
       else this.#countOne(response)
       for (const listener of listeners) listener.call(server, request, response)
     }
-    const onUpgrade = (listeners: ReadonlyArray<Function>) => (request: Request, socket: Duplex, head: Buffer) => {
-      const inFlight = this.#inFlight
-      inFlight?.add()
-      this.#upgraded.add(socket)
-      socket.once("close", () => {
-        this.#upgraded.delete(socket)
-        inFlight?.done()
-      })
-      for (const listener of listeners) listener.call(server, request, socket, head)
+    server.removeAllListeners("request")
+    server.on("request", onRequest)
+    // The app answers these itself; a request that must not run (see
+    // `Connection.admits`) cannot be held back here, so it is counted as any.
+    const onContinue = (request: Request, response: Response) => {
+      const http1 = request.httpVersionMajor === 1
+      if (http1) this.#admit(request.socket, response as Http.ServerResponse)
+      if (http1 && !this.#eachCounted) this.#startedUncounted++
+      else this.#countOne(response)
     }
-    this.#replace("request", onRequest, true)
-    this.#replace("checkContinue", onRequest, false)
-    this.#replace("upgrade", onUpgrade, false)
+    const onUpgrade = (_request: Request, socket: Duplex) => this.#upgraded(socket)
+    // Node emits `checkContinue` and `upgrade` only while somebody listens:
+    // ours comes with the app's first one, not before.
+    const emitter: EventEmitter = server
+    const beside = (event: string, listener: (request: Request, second: Response & Duplex) => void) => {
+      let installed = false
+      const install = () => {
+        if (installed) return
+        installed = true
+        emitter.prependListener(event, listener)
+      }
+      if (emitter.listenerCount(event) > 0) install()
+      emitter.on("newListener", (added: string | symbol) => added === event && install())
+    }
+    beside("checkContinue", onContinue)
+    beside("upgrade", onUpgrade)
   }
 
-  #track(socket: Socket, response: Http.ServerResponse): void {
-    if (socket[latest] === undefined) {
-      this.#sockets.add(socket)
-      socket.once("close", this.#forget)
-    }
-    socket[latest] = response
-    if (!this.#eachCounted) this.#startedUncounted++
-    else this.#countOne(response)
-    if (this.#ending) {
-      if (this.#closing) this.#closeAfter(response)
-      else response.shouldKeepAlive = false
-    }
+  /** Records one HTTP/1 request on its connection; false when it must not run (see `Connection.admits`). */
+  #admit(socket: Net.Socket, response: Http.ServerResponse): boolean {
+    const connection = Connection.of(socket)
+    if (connection === undefined) return true
+    if (this.#ending && !connection.admits()) return false
+    connection.served(response)
+    if (this.#ending) connection.endAfter(response, this.#closing ? this.#schedule : undefined, this.#grace)
+    return true
   }
 
-  #replace(event: string, dispatch: (listeners: ReadonlyArray<Function>) => Listener, always: boolean): void {
-    const listeners = this.#server.listeners(event)
-    // Node decides from the listener count whether to emit `checkContinue` or
-    // `upgrade` at all; adding one where the app has none would change that.
-    if (listeners.length === 0 && !always) return
-    this.#server.removeAllListeners(event)
-    this.#server.on(event, dispatch(listeners))
+  #upgraded(socket: Duplex): void {
+    const connection = Connection.of(socket as Net.Socket)
+    const inFlight = this.#inFlight
+    inFlight?.add()
+    if (connection !== undefined) connection.upgraded = true
+    socket.once("close", () => inFlight?.done())
   }
 
   /**
    * From the quit event, through the drain delay: responses whose headers are
    * unsent carry `Connection: close` and close their connection when they end,
    * so that clients stop reusing connections while the listener still takes
-   * new ones — fewer keep-alive connections are left to close under a client
-   * about to reuse them when the listener closes. Idle connections are left
-   * alone: closing them now would race their clients just the same.
+   * new ones; HTTP/2 sessions get the shutdown notice (GOAWAY with the last
+   * stream id 2^31−1, RFC 9113 §6.8) and a PING, so that their clients open
+   * new streams elsewhere. Idle connections are left alone: closing them now
+   * would race their clients just the same.
    */
   endKeepAlive(): void {
     if (this.#ending) return
     this.#ending = true
-    for (const socket of this.#sockets) {
-      const response = socket[latest]!
-      if (!response.headersSent) response.shouldKeepAlive = false
+    for (const connection of this.#all) {
+      if (connection.latest !== undefined && !connection.latest.headersSent) connection.endAfter(connection.latest, undefined, 0)
+      connection.notice(this.#now())
     }
   }
 
   /**
-   * Stops intake: the listener closes (new connections are refused) and
-   * Node closes the idle keep-alive sockets; responses in flight will carry
-   * `Connection: close` if their headers are still unsent, and close their
-   * socket when they end; HTTP/2 sessions get GOAWAY, their open streams go on.
+   * Stops intake: the listener closes (new connections are refused); each
+   * connection is closed the moment it carries nothing — idle keep-alive ones
+   * at once; ones with no request yet (a TLS handshake in progress, a proxy's
+   * request on the wire) after the grace; busy ones after their response,
+   * which carries `Connection: close` if its headers are still unsent; HTTP/2
+   * sessions get the final GOAWAY one round trip after the notice, their open
+   * streams go on.
    */
   stop(): void {
     if (this.#closing) return
-    this.#ending = true
+    this.endKeepAlive()
     this.#closing = true
     this.#countEach()
-    this.#server.close(() => Deferred.doneUnsafe(this.#closed, Exit.void))
-    for (const socket of this.#sockets) {
-      const response = socket[latest]!
-      if (isUnfinished(response)) this.#closeAfter(response)
-    }
-    for (const session of this.#sessions) session.close()
+    stopListening.call(this.#server, () => Deferred.doneUnsafe(this.#closed, Exit.void))
+    const now = this.#now()
+    for (const connection of this.#all) connection.stop(this.#schedule, this.#grace, now)
     this.#controller.abort()
   }
 
-  // HTTP/2 streams need nothing of this: their session's GOAWAY ends the connection.
-  #closeAfter(response: Http.ServerResponse): void {
-    if (!response.headersSent) response.shouldKeepAlive = false
-    // Headers already out said keep-alive (or the app insisted on it): the
-    // socket goes idle when the response ends, and is closed right then.
-    response.once("finish", this.#closeIdle)
-  }
-
   /**
-   * At the cut: destroys what is still in flight, so that it ends now. After
-   * the server began to close, every HTTP/1 connection left has a request in
-   * flight, and every session an open stream.
+   * At the cut: destroys what is still in flight, so that it ends now — every
+   * HTTP/1 connection with a response unfinished, every session (CANCEL tells
+   * the client its streams were cut, not completed), every upgraded socket.
    */
   cut(): void {
-    this.#server.closeAllConnections?.()
-    // CANCEL tells the client its streams were cut, not completed.
-    for (const session of this.#sessions) session.destroy(undefined, Http2Constants.NGHTTP2_CANCEL)
-    for (const socket of this.#upgraded) socket.destroy()
+    for (const connection of [...this.#all]) connection.cut(Http2Constants.NGHTTP2_CANCEL)
   }
 
   /**
-   * After the drain: destroys the connections that are left — with no
-   * response in flight when the drain succeeded (a request never finished
-   * sending, a socket whose last response is flushed), or stuck ones after a
-   * timeout — and every session and upgraded socket.
+   * After the drain: destroys the connections that carry nothing, and with
+   * `force` every connection left. A session that got GOAWAY closes itself
+   * once its streams end, after flushing them; a connection in its grace
+   * keeps it, unless forced.
    */
   destroyRest(force: boolean): void {
-    this.#server.closeAllConnections?.()
-    for (const socket of this.#upgraded) socket.destroy()
-    // A session that got GOAWAY closes itself once its streams end, after
-    // flushing them; destroying it earlier could lose the last frames.
-    if (force) for (const session of this.#sessions) session.destroy(undefined, Http2Constants.NGHTTP2_CANCEL)
+    for (const connection of [...this.#all]) connection.destroyIfIdle(force, Http2Constants.NGHTTP2_CANCEL)
+    // Node's own end of an HTTP server (its connection checks), now that
+    // nothing is left to close; the listener is already closed.
+    if (this.#all.size === 0 && "closeIdleConnections" in this.#server) this.#server.close(() => {})
   }
 }
