@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Setup of the full reliability suite (npm run test:reliability): installs
-# HAProxy (the Debian package `haproxy`) for the rolling-restart scenario if it
-# is missing. Needs root or sudo and apt-get; fails loudly otherwise, and so
-# does the scenario if HAProxy is still missing.
+# Setup of the full reliability suite (npm run test:reliability): installs the
+# Debian packages its scenarios run against, when missing — HAProxy (the
+# rolling restart), h2load (nghttp2-client: HTTP/2 streams through a SIGTERM),
+# nginx (a handoff behind a proxy). Needs root or sudo and apt-get; fails
+# loudly otherwise, and so do the scenarios whose tool is still missing.
 set -euo pipefail
 # `sed -n 1p` rather than `head -n 1`: head exits early, and with pipefail the
-# SIGPIPE haproxy then gets would fail the script.
+# SIGPIPE a tool then gets would fail the script.
 
-if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
-  PATH="$PATH:/usr/sbin" haproxy -v | sed -n 1p
-  exit 0
+export PATH="$PATH:/usr/sbin"
+missing=()
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "installing ${missing[*]} with apt-get..."
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-echo "installing haproxy with apt-get..."
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends haproxy
-PATH="$PATH:/usr/sbin" haproxy -v | sed -n 1p
+haproxy -v | sed -n 1p
+h2load --version | sed -n 1p
+nginx -v 2>&1 | sed -n 1p
