@@ -265,8 +265,9 @@ export const markRunning: Effect.Effect<boolean, never, Quit> = Effect.map(inter
  * - `awaitIdle`: completes the moment no unit is in flight — woken by the
  *   count, never polled.
  * - `closing` / `isClosing`: the group stops taking new work (its `onStop`
- *   runs): at the end of the drain delay, or when its scope closes if no quit
- *   event fired. A work loop checks it between units.
+ *   runs): when its scope closes, and never before the end of the drain delay
+ *   — at it for a group nothing depends on; later for one the layers built on
+ *   it still use until they are done. A work loop checks it between units.
  * - `track(unit)`: runs `unit` counted; the cut may interrupt it.
  * - `fork(unit)`: starts `unit` counted in a fiber the group owns: closing the
  *   scope does not interrupt it — the group waits for it, and cuts it only at
@@ -292,7 +293,9 @@ export type GroupOptions = group_.GroupOptions
  * Registers a group for the lifetime of the current scope. When the scope
  * closes, in this order:
  *
- * 1. after the quit event, it waits for the end of the drain delay;
+ * 1. after the quit event, it waits for the end of the drain delay (a group
+ *    whose scope closes later — the layers built on it drained first — does
+ *    not wait);
  * 2. `onStop` runs: no new work arrives (a failing one is logged and the
  *    drain goes on; the report says `failed`);
  * 3. it waits until no unit is in flight — done the moment the count is zero;

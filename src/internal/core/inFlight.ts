@@ -61,6 +61,10 @@ export class InFlight {
   // `track`), so we keep a multiplicity per fiber.
   readonly #fibers = new Map<Fiber.Fiber<unknown, unknown>, number>()
   #cutTotal = 0
+  // Fibers interrupted by a cut and not yet done, and how many `enter` units
+  // were in flight at the last cut: a later cut counts only what came since.
+  readonly #cutFibers = new WeakSet<Fiber.Fiber<unknown, unknown>>()
+  #cutEntered = 0
   #tally: Tally | undefined
 
   constructor(name: string, context: Context.Context<never>) {
@@ -150,18 +154,34 @@ export class InFlight {
   }
 
   /**
-   * Interrupts every fiber running a counted unit and returns how many units
-   * were in flight. `before` hears the count first: an interrupted fiber may
-   * end at once, and whoever waits for the count to reach zero may run before
-   * this returns. Units counted with `enter` cannot be interrupted from here;
-   * their owner cuts them (destroys the socket, cancels the call).
+   * Cuts the units in flight not cut before: interrupts their fibers and
+   * returns how many they are (with the units counted by `enter`, which only
+   * their owner can cut). A later cut reaches the units counted since.
+   * `before` hears the count first: an interrupted fiber may end at once, and
+   * whoever waits for the count to reach zero may run before this returns.
    */
-  cut(before: (inFlight: number) => void = constVoid): number {
+  cut(before: (fresh: number) => void = constVoid): number {
     this.#tally?.countEach()
-    const inFlight = this.#count
-    this.#cutTotal += inFlight
-    before(inFlight)
-    for (const fiber of [...this.#fibers.keys()]) fiber.interruptUnsafe()
-    return inFlight
+    let tracked = 0
+    let freshUnits = 0
+    const fresh: Array<Fiber.Fiber<unknown, unknown>> = []
+    for (const [fiber, units] of this.#fibers) {
+      tracked += units
+      if (this.#cutFibers.has(fiber)) continue
+      freshUnits += units
+      fresh.push(fiber)
+    }
+    // `enter` units have no fiber to tell them apart: those beyond the last
+    // cut's count are the new ones.
+    const entered = this.#count - tracked
+    const count = freshUnits + Math.max(0, entered - this.#cutEntered)
+    this.#cutEntered = entered
+    this.#cutTotal += count
+    before(count)
+    for (const fiber of fresh) {
+      this.#cutFibers.add(fiber)
+      fiber.interruptUnsafe()
+    }
+    return count
   }
 }

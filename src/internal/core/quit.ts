@@ -249,8 +249,10 @@ export class QuitImpl implements Service {
       })),
       Effect.andThen(this.sleepUntil(deadlines.drain)),
       Effect.andThen(Effect.suspend(() =>
+        // Whatever is in flight, also in a group already abandoned at a close
+        // deadline that falls on this same instant (a close timeout of 0).
         Effect.forEach(
-          this.entries.filter((entry) => entry.inFlight !== undefined && entry.state !== "closed" && entry.inFlight.count > 0),
+          this.entries.filter((entry) => entry.inFlight !== undefined && entry.inFlight.count > 0),
           (entry) => this.cut(entry, "at the drain deadline"),
           { concurrency: "unbounded", discard: true }
         )
@@ -358,14 +360,19 @@ export class QuitImpl implements Service {
   cut(entry: Entry, why: string): Effect.Effect<void> {
     return Effect.suspend(() => {
       if (entry.inFlight === undefined) return Effect.void
-      if (entry.cut !== undefined) return entry.cutting ?? Effect.void
-      const count = entry.inFlight.cut((count) => entry.cut = { count, why })
+      // A second cut reaches only what came since the first (a unit taken
+      // after it); with nothing new it waits for the first one's `onCut`.
+      const count = entry.inFlight.cut((fresh) => {
+        if (fresh > 0) entry.cut = { count: (entry.cut?.count ?? 0) + fresh, why: entry.cut?.why ?? why }
+      })
+      if (count === 0) return entry.cutting ?? Effect.void
       const onCut = entry.onCut === undefined
         ? Effect.void
         : Effect.catchCause(entry.onCut, (cause) => Effect.logError(`${entry.label}: cutting failed`, cause))
       const fiber = this.#runFork(onCut)
-      entry.cutting = Effect.asVoid(Fiber.await(fiber))
-      return Effect.andThen(Effect.logWarning(`${entry.label}: cutting ${count} in flight ${why}`), entry.cutting)
+      const cutting = Effect.asVoid(Fiber.await(fiber))
+      entry.cutting = cutting
+      return Effect.andThen(Effect.logWarning(`${entry.label}: cutting ${count} in flight ${why}`), cutting)
     })
   }
 
@@ -392,7 +399,17 @@ export class QuitImpl implements Service {
           const atDeadline = this.deadlines !== undefined && this.deadlines.close <= at
           entry.outcome = "timed out"
           entry.detail = atDeadline ? "abandoned at the close deadline" : `abandoned after ${Duration.format(limit)}`
-          return Effect.logWarning(`${entry.label} did not close ${atDeadline ? "by the close deadline" : `within ${Duration.format(limit)}`}; abandoned`)
+          // Abandoned, but what it still has in flight is cut all the same (at
+          // once, not waited for): with no close timeout, the close deadline
+          // is the drain deadline, and this may come first.
+          const cut = entry.inFlight !== undefined && entry.inFlight.count > 0 && this.deadlines !== undefined &&
+              this.now() >= this.deadlines.drain
+            ? Effect.forkDetach(this.cut(entry, "at the drain deadline"), { startImmediately: true })
+            : Effect.void
+          return Effect.andThen(
+            cut,
+            Effect.logWarning(`${entry.label} did not close ${atDeadline ? "by the close deadline" : `within ${Duration.format(limit)}`}; abandoned`)
+          )
         }
         if (Exit.isSuccess(result.exit)) {
           entry.outcome = result.exit.value.outcome

@@ -1,0 +1,140 @@
+/**
+ * Runs one program under `Shutdown.run(Shutdown.launch(layer))` on a quit
+ * event made as `Main.runMain` makes it (`Quit.make`, phase `starting`), with
+ * the TestClock driven in steps: the signal at its moment, the second signal
+ * after it, and steps until the run ends (or clearly will not).
+ */
+import { Cause, Duration, Effect, Logger, Option } from "effect"
+import { TestClock } from "effect/testing"
+import { Health, type Options, Quit, type Report, Shutdown } from "../../src/index.ts"
+import { current } from "../support/quit.ts"
+import { app, Recorder } from "./interpret.ts"
+import * as P from "./programs.ts"
+
+export interface Run {
+  readonly program: P.Program
+  readonly options: Options.Options
+  readonly rec: Recorder
+  /** Undefined: the run had not ended when the driver gave up. */
+  readonly report: Report.Report | undefined
+  /** The clock when the report was returned (or when the driver gave up). */
+  readonly endAt: number
+  /** How many events the log held when the report was returned: later ones are ignored. */
+  readonly eventsAtEnd: number
+  readonly history: ReadonlyArray<Quit.PhaseChange>
+  readonly deadlines: Quit.Deadlines | undefined
+  /** `Health.isReady`, read after every step (and right after the signal). */
+  readonly readiness: ReadonlyArray<{ readonly at: number; readonly ready: boolean; readonly afterSignal: boolean }>
+  readonly signalSent: number | undefined
+  readonly secondSent: number | undefined
+  readonly errors: ReadonlyArray<string>
+}
+
+export const input = (t: P.Timings): Options.Input => ({
+  shutdownTimeout: t.shutdownTimeout,
+  drainDelay: t.drainDelay,
+  ...(t.drainTimeout === null ? {} : { drainTimeout: t.drainTimeout }),
+  ...(t.closeTimeout === null ? {} : { closeTimeout: t.closeTimeout })
+})
+
+const now = Effect.clockWith((clock) => Effect.sync(() => clock.currentTimeMillisUnsafe()))
+
+/** Runs `program`; never fails (a refused option shows in the report). */
+export const simulate = (program: P.Program): Effect.Effect<Run> => {
+  const errors: Array<string> = []
+  const logger = Logger.make((options) => {
+    if (options.logLevel !== "Error") return
+    const parts = Array.isArray(options.message) ? options.message : [options.message]
+    errors.push(parts.map((part) => typeof part === "string" ? part : String(part)).join(" "))
+  })
+  return Effect.gen(function*() {
+    const quit = yield* Effect.orDie(Quit.make(input(program.timings), { phase: "starting" }))
+    const options = quit.options
+    const rec = new Recorder()
+    const shutdown = Duration.toMillis(options.shutdownTimeout)
+    const items = program.components.reduce((n, c) => n + c.closers.length + c.groups.length + c.workers.length + 1, 0)
+    const startup = program.components.reduce((n, c) => n + c.startup, 0)
+    // A refused program has no deadline: its release is bounded by the timeouts of what it holds.
+    const giveUpAt = startup + (program.signalAt ?? 0) + (items + 2) * shutdown
+    const step = Math.max(1, Math.floor(shutdown / 16))
+
+    return yield* Effect.gen(function*() {
+      const impl = yield* current
+      let report: Report.Report | undefined
+      let endAt = 0
+      let eventsAtEnd = 0
+      const running = yield* Effect.forkChild(
+        Shutdown.run(Shutdown.launch(app(program, options, rec))).pipe(Effect.tap((r) =>
+          Effect.map(now, (t) => {
+            report = r
+            endAt = t
+            eventsAtEnd = rec.events.length
+          })
+        )),
+        { startImmediately: true }
+      )
+      let signalSent: number | undefined
+      let secondSent: number | undefined
+      const readiness: Array<{ at: number; ready: boolean; afterSignal: boolean }> = []
+      const sample = Effect.flatMap(
+        Effect.zip(now, Health.isReady),
+        ([at, ready]) => Effect.sync(() => void readiness.push({ at, ready, afterSignal: signalSent !== undefined }))
+      )
+      const settle = Effect.gen(function*() {
+        for (let i = 0; i < 5 && running.pollUnsafe() === undefined; i++) yield* Effect.yieldNow
+      })
+      yield* sample
+      while (running.pollUnsafe() === undefined) {
+        const t = yield* now
+        const fired = impl.deadlines?.fired
+        const secondAt = program.secondAfter === null || fired === undefined
+          ? Infinity
+          : fired + Math.max(1, Math.floor((program.secondAfter * shutdown) / 1000))
+        const limit = fired === undefined ? giveUpAt : Math.min(giveUpAt, fired + shutdown)
+        if (t > limit) break
+        const targets = [t + step, limit + 1]
+        if (program.signalAt !== null && signalSent === undefined) targets.push(program.signalAt)
+        if (secondSent === undefined) targets.push(secondAt)
+        const next = Math.max(t, Math.min(...targets))
+        if (next > t) yield* TestClock.adjust(next - t)
+        yield* settle
+        yield* sample
+        if (program.signalAt !== null && signalSent === undefined && next >= program.signalAt) {
+          yield* Quit.fire(Quit.signal("SIGTERM"))
+          signalSent = next
+          yield* sample
+        }
+        if (secondSent === undefined && next >= secondAt && running.pollUnsafe() === undefined) {
+          impl.force("SIGTERM")
+          secondSent = next
+        }
+        yield* settle
+      }
+      if (report === undefined) endAt = yield* now
+      const history = yield* Quit.history
+      const deadlines = Option.getOrUndefined(yield* Quit.deadlines)
+      const run: Run = {
+        program,
+        options,
+        rec,
+        report,
+        endAt,
+        eventsAtEnd: report === undefined ? rec.events.length : eventsAtEnd,
+        history,
+        deadlines,
+        readiness,
+        signalSent,
+        secondSent,
+        errors
+      }
+      return run
+    }).pipe(Effect.provideService(Quit.Quit, quit))
+  }).pipe(
+    Effect.provide(TestClock.layer()),
+    Effect.provideService(Logger.CurrentLoggers, new Set([logger])),
+    Effect.catchCause((cause) => Effect.die(new Error(`the simulation itself failed: ${Cause.pretty(cause)}`)))
+  )
+}
+
+/** Whether the program is refused at start (a component timeout longer than the shared one). */
+export const refused = P.isRefused
