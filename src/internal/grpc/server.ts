@@ -6,12 +6,14 @@
  * @internal
  */
 import * as grpc from "@grpc/grpc-js"
+import * as Net from "node:net"
 import type { Context, Fiber, Scope } from "effect"
 import { Cause, Config, Data, Deferred, Duration, Effect, Exit, Metric, Stream } from "effect"
 import * as groups from "../core/group.ts"
 import type { Group } from "../core/group.ts"
 import type { DurationInput, InvalidOption } from "../core/options.ts"
 import { current, type Quit } from "../core/quit.ts"
+import { listen } from "../http/listen.ts"
 import * as call from "./call.ts"
 import { Health } from "./health.ts"
 import type { Registered, Service } from "./service.ts"
@@ -36,6 +38,13 @@ export interface ServeOptions<R> {
   readonly server?: grpc.ServerOptions | undefined
   /** Serve `grpc.health.v1`. Default `true`. */
   readonly health?: boolean | undefined
+  /**
+   * Listen with `SO_REUSEPORT` (Linux): another process may listen on the
+   * same port at the same time — the next instance of a handoff. grpc-js's
+   * `bindAsync` cannot; the port is then a listener of ours whose
+   * connections are handed to grpc-js (`createConnectionInjector`).
+   */
+  readonly reusePort?: boolean | undefined
   /** How long in-flight calls may run once the server stops: shorter than the shared drain timeout, never longer. */
   readonly drainTimeout?: DurationInput | undefined
 }
@@ -160,6 +169,27 @@ const bind = (
     }
   })
 
+/**
+ * Listens on `host:port` with `SO_REUSEPORT` and hands each connection to
+ * grpc-js; returns the bound port and the listener, closed with the scope (or
+ * earlier, when the server stops).
+ */
+const bindShared = (
+  server: grpc.Server,
+  host: string,
+  port: number,
+  credentials: grpc.ServerCredentials
+): Effect.Effect<{ readonly port: number; readonly listener: Net.Server }, BindError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const injector = server.createConnectionInjector(credentials)
+    const listener = Net.createServer((socket) => injector.injectConnection(socket))
+    yield* Effect.addFinalizer(() => Effect.sync(() => listener.listening && listener.close()))
+    yield* listen(listener, { host, port, reusePort: true }).pipe(
+      Effect.mapError((error) => new BindError({ address: error.address, reason: error.message }))
+    )
+    return { port: (listener.address() as Net.AddressInfo).port, listener }
+  })
+
 const setting = <A>(value: A | Config.Config<A> | undefined, fallback: Config.Config<A>) =>
   value === undefined ? fallback : Config.isConfig(value) ? value : Config.succeed(value)
 
@@ -192,10 +222,12 @@ export const serve = <R>(
     // Completed by tryShutdown's callback: every connection has closed.
     const closed = Deferred.makeUnsafe<void>()
     let stopping = false
+    let listener: Net.Server | undefined
     const stop = () => {
       if (stopping) return
       stopping = true
       health.quit()
+      if (listener?.listening === true) listener.close()
       server.tryShutdown(() => Deferred.doneUnsafe(closed, Exit.void))
       health.endWatches()
     }
@@ -246,9 +278,12 @@ export const serve = <R>(
     }
     if (options.health !== false) health.addTo(server)
     const address = formatAddress(host, port)
-    const bound = yield* bind(server, address, options.credentials ?? grpc.ServerCredentials.createInsecure()).pipe(
-      Effect.mapError((error) => new BindError({ address, reason: error instanceof Error ? error.message : String(error) }))
-    )
+    const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure()
+    const bound = options.reusePort === true
+      ? yield* Effect.map(bindShared(server, host, port, credentials), (shared) => (listener = shared.listener, shared.port))
+      : yield* bind(server, address, credentials).pipe(
+        Effect.mapError((error) => new BindError({ address, reason: error instanceof Error ? error.message : String(error) }))
+      )
     // Step 1: SERVING once the program runs (at once if it already does), then
     // NOT_SERVING the moment the quit event fires — before the drain delay.
     if (quit.phase.phase === "starting") {
