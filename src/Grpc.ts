@@ -279,7 +279,9 @@ export const loadService = <M extends Messages = Untyped>(
  * `name` in the report (default `grpc`), `host` and `port` (default `GRPC_HOST`
  * / `GRPC_PORT` from the environment, else `0.0.0.0:50051`), `credentials`,
  * grpc-js `server` options, whether to serve `grpc.health.v1` (`health`,
- * default true), and a `drainTimeout` of its own (shorter than the shared one).
+ * default true), a `drainTimeout` of its own (shorter than the shared one),
+ * and `reusePort` (SO_REUSEPORT, Linux: the next instance of a handoff may
+ * listen on the same port before this one leaves).
  *
  * @since 0.1.0
  */

@@ -49,7 +49,7 @@ const Enqueue = HttpRouter.add("POST", "/jobs", (request) =>
 const Stats = HttpRouter.add("GET", "/jobs/stats", Effect.map(JobQueue.stats, (stats) => HttpServerResponse.jsonUnsafe(stats)))
 
 /** The API on `port` (of `host`, default all interfaces), with readiness and liveness on the same port. */
-export const Api = (port: number, host?: string) =>
+export const Api = (port: number, host?: string, reusePort = false) =>
   HttpRouter.serve(Layer.mergeAll(Work, Enqueue, Stats), { disableLogger: true, disableListenLog: true }).pipe(
-    Layer.provideMerge(Http.layer(() => createServer(), { port, host, name: "api", health: true }))
+    Layer.provideMerge(Http.layer(() => createServer(), { port, host, reusePort, name: "api", health: true }))
   )

@@ -23,9 +23,9 @@ export const App = Layer.unwrap(Effect.gen(function*() {
   const config = yield* ServiceConfig
   const Probes = config.healthPort === undefined ? Layer.empty : Health.layer({ port: config.healthPort })
   return Layer.mergeAll(
-    Api(config.port, config.host),
-    Web(config.webPort, config.host),
-    Rpc(config.grpcPort, config.host),
+    Api(config.port, config.host, config.reusePort),
+    Web(config.webPort, config.host, config.reusePort),
+    Rpc(config.grpcPort, config.host, config.reusePort),
     Workers(config.workers, config.jobMillis),
     Probes
   ).pipe(

@@ -17,6 +17,11 @@ export const ServiceConfig = Config.all({
   grpcPort: port("GRPC_PORT", 50051),
   /** The address every server binds; default: all interfaces. */
   host: Config.String("HOST").pipe(Config.option, Config.map(Option.getOrUndefined)),
+  /**
+   * Listen with SO_REUSEPORT (Linux): the next instance may listen on the same
+   * ports before this one leaves — a handoff (examples/handoff.ts).
+   */
+  reusePort: Config.Boolean("REUSE_PORT").pipe(Config.withDefault(false)),
   /** Readiness and liveness on a port of their own as well, when set. */
   healthPort: Config.schema(Schema.Port, "HEALTH_PORT").pipe(Config.option, Config.map(Option.getOrUndefined)),
   /** The SQLite file of the job queue. */

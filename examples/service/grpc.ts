@@ -43,6 +43,6 @@ const count = Grpc.serverStream(({ every_ms, n }: WorkApi["Count"]["request"], c
   })
 )
 
-export const Rpc = (port: number, host?: string) =>
+export const Rpc = (port: number, host?: string, reusePort = false) =>
   Layer.unwrap(Effect.map(Grpc.loadService<WorkApi>(proto, "example.Work"), (Work) =>
-    Grpc.layer({ port, host, name: "grpc", services: [Grpc.service(Work, { Work: work, Count: count })] })))
+    Grpc.layer({ port, host, reusePort, name: "grpc", services: [Grpc.service(Work, { Work: work, Count: count })] })))

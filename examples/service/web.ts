@@ -25,4 +25,5 @@ const app = express()
 /** The server is made here so that the example can log the port it bound. */
 export const webServer: Server = createServer(app)
 
-export const Web = (port: number, host?: string) => Http.layerNode(() => webServer, { port, host, name: "web" })
+export const Web = (port: number, host?: string, reusePort = false) =>
+  Http.layerNode(() => webServer, { port, host, reusePort, name: "web" })
