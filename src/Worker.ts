@@ -26,7 +26,8 @@ import { Duration, Effect, Layer, Option, Queue as Q, Stream as S } from "effect
 import * as groups from "./internal/core/group.ts"
 import { durationOr, InvalidOption } from "./internal/core/options.ts"
 import { current } from "./internal/core/quit.ts"
-import * as internal from "./internal/worker/pool.ts"
+import { Pool } from "./internal/worker/pool.ts"
+import * as internal from "./internal/worker/runner.ts"
 import type { DurationInput } from "./Options.ts"
 import type * as Quit from "./Quit.ts"
 
@@ -238,7 +239,7 @@ export const consume = <A, E1, R1, E, R>(
     yield* groups.timeouts(quit, name, options)
     // Opened before the group: its finalizer runs after the group has drained.
     const take = yield* source.open
-    const pool = new internal.Pool(name, yield* Effect.context<never>())
+    const pool = new Pool(name, yield* Effect.context<never>())
     if ((options.until ?? "quit") === "quit") yield* internal.haltAtQuit(pool)
     const group = yield* groups.make(quit, name, {
       kind: "worker",
@@ -246,7 +247,8 @@ export const consume = <A, E1, R1, E, R>(
       closeTimeout: options.closeTimeout,
       onStop: pool.stop
     })
-    yield* internal.start(pool, group, workers, {
+    pool.count(quit.find(group.name)!.inFlight!)
+    yield* internal.start(pool, workers, {
       take,
       process,
       policy: options.onFailure ?? logAndContinue,

@@ -24,6 +24,28 @@ const settle = Effect.repeat(Effect.yieldNow, { times: 20 })
 
 const counts = (worker: Worker.Worker) => Effect.all({ running: worker.running, inFlight: worker.inFlight })
 
+describe("workers: a process function that throws", () => {
+  it.effect("throwing instead of returning an Effect fails that unit under the policy: logged, and the worker goes on", () => {
+    const { logs, provide } = captureLogs()
+    return withQuit(Effect.gen(function*() {
+      const queue = yield* Queue.unbounded<string>()
+      const done: Array<string> = []
+      const process = (item: string): Effect.Effect<void> => {
+        if (item === "bad") throw new Error("no such item")
+        return Effect.sync(() => void done.push(item))
+      }
+      const worker = yield* Worker.consume("items", Worker.fromQueue(queue), process)
+      yield* Queue.offerAll(queue, ["a", "bad", "b"])
+      yield* settle
+      assert.deepStrictEqual(done, ["a", "b"], "the queue did not stall")
+      assert.strictEqual(yield* worker.running, 1, "the worker did not die")
+      const error = logs.find((log) => log.level === "Error")
+      assert.strictEqual(error?.text, "items: a unit failed")
+      assert.include(error?.cause, "no such item")
+    }).pipe(Effect.scoped)).pipe(provide)
+  })
+})
+
 describe("workers: finish the current unit, cut the waits", () => {
   it.effect("a loop finishes the unit in progress when its scope closes, then stops; counts are right at each step", () =>
     withQuit(Effect.gen(function*() {

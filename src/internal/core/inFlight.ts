@@ -45,6 +45,12 @@ export interface Tally {
   /** Units started and not handed over. */
   readonly started: () => number
   readonly countEach: () => void
+  /**
+   * The owner's units not cut before (a worker pool's busy workers): how many,
+   * and how to interrupt them — called once the count is recorded. Without
+   * it, the owner's `onCut` cuts them.
+   */
+  readonly cut?: (() => { readonly count: number; readonly interrupt: () => void }) | undefined
 }
 
 /** @internal */
@@ -172,9 +178,10 @@ export class InFlight {
       fresh.push(fiber)
     }
     // `enter` units have no fiber to tell them apart: those beyond the last
-    // cut's count are the new ones.
+    // cut's count are the new ones — unless their owner cuts them itself.
     const entered = this.#count - tracked
-    const count = freshUnits + Math.max(0, entered - this.#cutEntered)
+    const owned = this.#tally?.cut?.()
+    const count = freshUnits + (owned === undefined ? Math.max(0, entered - this.#cutEntered) : owned.count)
     this.#cutEntered = entered
     this.#cutTotal += count
     before(count)
@@ -182,6 +189,7 @@ export class InFlight {
       this.#cutFibers.add(fiber)
       fiber.interruptUnsafe()
     }
+    owned?.interrupt()
     return count
   }
 }

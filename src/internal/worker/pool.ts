@@ -1,34 +1,24 @@
 /**
  * The machinery behind `Worker`: a pool of worker fibers that wait for items
- * (interruptibly), run each item as a counted unit in a fiber of its own, and
- * follow a failure policy.
+ * and run each as a counted unit.
  *
- * Why a fiber per unit: a worker fiber is interruptible only while it waits.
- * Closing interrupts every worker fiber; one that is waiting stops at once,
- * one that has an item in hand (even if it received it a moment before) is
- * uninterruptible, so the interruption is deferred and it still hands the
- * item to a unit. The unit runs in its own fiber, started by the group, so
- * only the drain deadline can cut it.
+ * A worker fiber is uninterruptible but for two kinds of region: its waits
+ * (a take, a pause, a backoff) and its units. Stopping intake interrupts only
+ * the workers that wait — one that waits stops at once; one that has an item
+ * in hand (even if it received it a moment before) is outside any wait, and
+ * still runs it. The cut interrupts only the workers in a unit. So a unit
+ * that has started completes unless the drain deadline cuts it — and no unit
+ * needs a fiber of its own: a unit costs a few counter updates.
+ *
+ * The pool keeps account of its units itself (a tally of the group's
+ * counter), and hands them over to be counted one by one only once somebody
+ * waits for them: the drain.
  *
  * @internal
  */
-import type { Duration, Scope } from "effect"
-import { Cause, Context, Effect, Exit, Fiber, Latch, Metric, Pull, Schedule } from "effect"
-import type { Group } from "../core/group.ts"
-import { current, type Quit, type QuitImpl } from "../core/quit.ts"
-
-/** A retry schedule: its input is the failure's cause. @internal */
-export type RetrySchedule<E> = Schedule.Schedule<unknown, Cause.Cause<E>>
-
-/** @internal */
-export type Policy<E> =
-  | { readonly _tag: "Log" }
-  | { readonly _tag: "Fail" }
-  | {
-    readonly _tag: "Retry"
-    readonly schedule: RetrySchedule<E>
-    readonly then: "log" | "fail"
-  }
+import type { Context, Fiber } from "effect"
+import { Effect, Exit, Latch, Metric } from "effect"
+import type { InFlight } from "../core/inFlight.ts"
 
 const runningGauge = Metric.gauge("effect_graceful_workers_running", {
   description: "Worker fibers running, per worker name"
@@ -38,21 +28,41 @@ const failuresCounter = Metric.counter("effect_graceful_unit_failures_total", {
   incremental: true
 })
 
+/** One worker fiber, and where it is. @internal */
+export class Slot {
+  readonly fiber: Fiber.Fiber<unknown, unknown>
+  waiting = false
+  inUnit = false
+  // Its unit is one the group's counter counts (after the hand-over).
+  counted = false
+  // Its unit was interrupted by a cut.
+  cut = false
+
+  constructor(fiber: Fiber.Fiber<unknown, unknown>) {
+    this.fiber = fiber
+  }
+}
+
 /**
- * Who is running, and who could still pick up an item: the counts the drain
- * waits on. Every count wakes its waiters through a latch; nothing polls.
+ * Who is running, where, and who could still pick up an item: the counts the
+ * drain waits on. Every count wakes its waiters through a latch made only
+ * when somebody waits; nothing polls.
  *
  * @internal
  */
 export class Pool {
   readonly name: string
-  readonly #live = new Set<Fiber.Fiber<unknown, unknown>>()
-  // Live workers not inside a unit: waiting, or holding an item they have not
-  // yet handed to a unit. Closing is settled when this reaches zero.
+  readonly #slots = new Set<Slot>()
+  // Live workers not inside a unit: waiting, or holding an item they have
+  // not yet begun. Stopping is settled when this reaches zero.
   #outside = 0
-  readonly #settled = Latch.makeUnsafe(true)
+  #settled: Latch.Latch | undefined
   readonly #stopped = Latch.makeUnsafe(true)
   #halted = false
+  #inUnit = 0
+  #startedUncounted = 0
+  #inFlight: InFlight | undefined
+  #eachCounted = false
   readonly #context: Context.Context<never>
   readonly #gauge: Metric.Metric<number, Metric.GaugeState<number>>
   readonly failures: Metric.Metric<number, Metric.CounterState<number>>
@@ -65,39 +75,93 @@ export class Pool {
   }
 
   get running(): number {
-    return this.#live.size
+    return this.#slots.size
   }
 
   get awaitStopped(): Effect.Effect<void> {
     return this.#stopped.await
   }
 
-  join(fiber: Fiber.Fiber<unknown, unknown>): void {
-    this.#live.add(fiber)
-    if (this.#live.size === 1) this.#stopped.closeUnsafe()
-    this.#gauge.updateUnsafe(this.#live.size, this.#context)
-    this.#moveOutside(1)
+  /**
+   * The group's counter reads the units off the pool until somebody waits for
+   * them; then they are handed over, and counted one by one from then on. A
+   * cut interrupts the workers in a unit.
+   */
+  count(inFlight: InFlight): void {
+    this.#inFlight = inFlight
+    inFlight.adopt({
+      inFlight: () => this.#eachCounted ? 0 : this.#inUnit,
+      started: () => this.#startedUncounted,
+      countEach: () => this.#countEach(),
+      cut: () => this.#cut()
+    })
   }
 
-  leave(fiber: Fiber.Fiber<unknown, unknown>): void {
-    this.#live.delete(fiber)
-    this.#gauge.updateUnsafe(this.#live.size, this.#context)
-    this.#moveOutside(-1)
-    if (this.#live.size === 0) this.#stopped.openUnsafe()
+  #countEach(): void {
+    if (this.#eachCounted) return
+    this.#eachCounted = true
+    for (const slot of this.#slots) {
+      if (!slot.inUnit) continue
+      this.#startedUncounted--
+      this.#inFlight!.add()
+      slot.counted = true
+    }
   }
 
-  enterUnit(): void {
-    this.#moveOutside(-1)
+  #cut(): { readonly count: number; readonly interrupt: () => void } {
+    const busy: Array<Slot> = []
+    for (const slot of this.#slots) {
+      if (!slot.inUnit || slot.cut) continue
+      slot.cut = true
+      busy.push(slot)
+    }
+    return { count: busy.length, interrupt: () => busy.forEach((slot) => slot.fiber.interruptUnsafe()) }
   }
 
-  leaveUnit(): void {
-    this.#moveOutside(1)
+  join(fiber: Fiber.Fiber<unknown, unknown>): Slot {
+    const slot = new Slot(fiber)
+    this.#slots.add(slot)
+    if (this.#slots.size === 1) this.#stopped.closeUnsafe()
+    this.#gauge.updateUnsafe(this.#slots.size, this.#context)
+    this.#outside++
+    return slot
   }
 
-  #moveOutside(delta: number): void {
-    this.#outside += delta
-    if (this.#outside === 0) this.#settled.openUnsafe()
-    else if (delta > 0 && this.#outside === 1) this.#settled.closeUnsafe()
+  leave(slot: Slot): void {
+    this.#slots.delete(slot)
+    this.#gauge.updateUnsafe(this.#slots.size, this.#context)
+    this.#leaveOutside()
+    if (this.#slots.size === 0) this.#stopped.openUnsafe()
+  }
+
+  // The hot path: a few counter updates per unit, no allocation.
+  enterUnit(slot: Slot): void {
+    slot.inUnit = true
+    this.#inUnit++
+    this.#leaveOutside()
+    if (this.#eachCounted && this.#inFlight !== undefined) {
+      this.#inFlight.add()
+      slot.counted = true
+    } else this.#startedUncounted++
+  }
+
+  leaveUnit(slot: Slot): void {
+    slot.inUnit = false
+    slot.cut = false
+    this.#inUnit--
+    this.#outside++
+    if (slot.counted) {
+      slot.counted = false
+      this.#inFlight!.done()
+    }
+  }
+
+  #leaveOutside(): void {
+    if (--this.#outside === 0 && this.#settled !== undefined) {
+      const settled = this.#settled
+      this.#settled = undefined
+      settled.openUnsafe()
+    }
   }
 
   /** True once the pool stops taking items. */
@@ -106,13 +170,26 @@ export class Pool {
   }
 
   /**
-   * Stops intake: interrupts every worker fiber — waiting ones stop at once,
-   * busy ones when their unit ends. Idempotent.
+   * Stops intake: interrupts the workers that wait — they stop at once; busy
+   * ones stop when their unit ends (they see `halted` before their next
+   * wait). Idempotent.
    */
   halt(): void {
     if (this.#halted) return
     this.#halted = true
-    for (const fiber of [...this.#live]) fiber.interruptUnsafe()
+    for (const slot of this.#slots) if (slot.waiting) slot.fiber.interruptUnsafe()
+  }
+
+  /** Runs `effect` as a wait of `slot`'s worker: interruptible, and interrupted by `halt`. */
+  wait<X>(slot: Slot, effect: Effect.Effect<X, unknown>): Effect.Effect<Exit.Exit<X, unknown>> {
+    return Effect.suspend(() => {
+      if (this.#halted) return Effect.succeed(Exit.interrupt(slot.fiber.id))
+      slot.waiting = true
+      return Effect.map(Effect.exit(Effect.interruptible(effect)), (exit) => {
+        slot.waiting = false
+        return exit
+      })
+    })
   }
 
   /**
@@ -121,174 +198,8 @@ export class Pool {
    */
   readonly stop: Effect.Effect<void> = Effect.suspend(() => {
     this.halt()
+    if (this.#outside === 0) return Effect.void
+    this.#settled ??= Latch.makeUnsafe(false)
     return this.#settled.await
   })
 }
-
-/** What one pool runs. @internal */
-export interface Run<A, E, R> {
-  readonly take: Effect.Effect<A, unknown>
-  readonly process: (item: A) => Effect.Effect<unknown, E, R>
-  readonly policy: Policy<E>
-  readonly spaced: Duration.Duration | undefined
-  /** `quit`: stop taking at the quit event; `close`: only when the scope closes. */
-  readonly until: "quit" | "close"
-  readonly onGiveUp: ((item: A, cause: Cause.Cause<E>) => Effect.Effect<void>) | undefined
-}
-
-/**
- * Halts the pool the moment the quit event fires. Forked before the pool's
- * group, so that it is interrupted only after the group has drained and still
- * hears a quit event that the group's own finalizer fires (the layers
- * released, no signal).
- *
- * @internal
- */
-export const haltAtQuit = (pool: Pool): Effect.Effect<void, never, Quit | Scope.Scope> =>
-  Effect.flatMap(current, (quit) =>
-    Effect.asVoid(Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => pool.halt())), { startImmediately: true })))
-
-/**
- * Starts `workers` worker fibers, detached from the scope: closing the scope
- * must not interrupt a unit — the group drains it, and cuts it only at the
- * drain deadline.
- *
- * @internal
- */
-export const start = <A, E, R>(
-  pool: Pool,
-  group: Group,
-  workers: number,
-  run: Run<A, E, R>
-): Effect.Effect<void, never, R | Quit | Scope.Scope> =>
-  Effect.gen(function*() {
-    const quit = yield* current
-    const body = new Runner(pool, group, quit, run).body
-    for (let i = 0; i < workers; i++) {
-      yield* Effect.forkDetach(body, { startImmediately: true })
-    }
-  })
-
-/**
- * The loop every worker of a pool runs, built once per pool: an idle worker
- * costs its fiber and its wait, nothing more.
- */
-class Runner<A, E, R> {
-  readonly #pool: Pool
-  readonly #group: Group
-  readonly #quit: QuitImpl
-  readonly #run: Run<A, E, R>
-  readonly #pause: Effect.Effect<Exit.Exit<void, unknown>> | undefined
-
-  constructor(pool: Pool, group: Group, quit: QuitImpl, run: Run<A, E, R>) {
-    this.#pool = pool
-    this.#group = group
-    this.#quit = quit
-    this.#run = run
-    this.#pause = run.spaced === undefined ? undefined : wait(Effect.sleep(run.spaced))
-  }
-
-  /** A worker fiber: uninterruptible but for its waits. */
-  get body(): Effect.Effect<void, never, R> {
-    const pool = this.#pool
-    return Effect.withFiber((fiber) => {
-      pool.join(fiber)
-      return Effect.ensuring(this.#loop, Effect.sync(() => pool.leave(fiber)))
-    }).pipe(Effect.uninterruptible, Effect.annotateLogs({ worker: pool.name }))
-  }
-
-  // The hot path (take, unit, next) is written with flatMap: it runs once per item.
-  readonly #loop: Effect.Effect<void, never, R> = Effect.suspend(() =>
-    this.#halted()
-      ? Effect.void
-      : Effect.flatMap(wait(this.#run.take), (taken) =>
-        Exit.isFailure(taken)
-          ? this.#sourceEnded(taken.cause)
-          : Effect.flatMap(this.#handle(taken.value), (go) => this.#next(go)))
-  )
-
-  // The quit event is read here too: the pool's watcher may not have run yet.
-  #halted(): boolean {
-    return this.#pool.halted || (this.#run.until === "quit" && this.#quit.hasFired())
-  }
-
-  #next(go: boolean): Effect.Effect<void, never, R> {
-    if (!go) return Effect.void
-    if (this.#pause === undefined) return this.#loop
-    return Effect.flatMap(this.#pause, (paused) => Exit.isSuccess(paused) ? this.#loop : Effect.void)
-  }
-
-  #unit(item: A): Effect.Effect<Exit.Exit<unknown, E>, never, R> {
-    const pool = this.#pool
-    return Effect.flatMap(this.#group.fork(this.#run.process(item)), (fiber) => {
-      // The unit is counted (by `fork`) before the worker stops counting as
-      // outside: the drain never sees a taken item that nobody counts.
-      pool.enterUnit()
-      return Effect.map(Fiber.await(fiber), (exit) => {
-        pool.leaveUnit()
-        return exit
-      })
-    })
-  }
-
-  /** Runs one item to its end under the policy; false means: stop this worker. */
-  #handle(item: A): Effect.Effect<boolean, never, R> {
-    return Effect.flatMap(this.#unit(item), (exit) => Exit.isSuccess(exit) ? Effect.succeed(true) : this.#recover(item, exit.cause))
-  }
-
-  #recover(item: A, first: Cause.Cause<E>): Effect.Effect<boolean, never, R> {
-    const self = this
-    const name = this.#pool.name
-    return Effect.gen(function*() {
-      let cause = first
-      let step: ((cause: Cause.Cause<E>) => Pull.Pull<unknown, never, unknown>) | undefined
-      while (true) {
-        // Interrupted: cut at the drain deadline; the worker is closing.
-        if (Cause.hasInterruptsOnly(cause)) return false
-        yield* Metric.update(self.#pool.failures, 1)
-        const policy = self.#run.policy
-        if (policy._tag !== "Retry") return yield* self.#giveUp(policy._tag === "Fail" ? "fail" : "log", item, cause)
-        step ??= yield* Schedule.toStepWithSleep(policy.schedule)
-        yield* Effect.logWarning(`${name}: a unit failed; retrying`, cause)
-        // The backoff is a wait between units: closing cuts it at once.
-        const waited = yield* wait(step(cause))
-        if (Exit.isFailure(waited)) {
-          if (!Pull.isDoneCause(waited.cause)) {
-            yield* Effect.logWarning(`${name}: closing; a failed unit will not be retried`)
-            return false
-          }
-          return yield* self.#giveUp(policy.then, item, cause)
-        }
-        const exit = yield* self.#unit(item)
-        if (Exit.isSuccess(exit)) return true
-        cause = exit.cause
-      }
-    })
-  }
-
-  #giveUp(then: "log" | "fail", item: A, cause: Cause.Cause<E>): Effect.Effect<boolean> {
-    const name = this.#pool.name
-    if (then === "fail") return this.#failApp(`${name}: a unit failed`, cause)
-    const onGiveUp = this.#run.onGiveUp
-    return Effect.logError(`${name}: a unit failed`, cause).pipe(
-      Effect.andThen(onGiveUp === undefined ? Effect.void : onGiveUp(item, cause)),
-      Effect.as(true)
-    )
-  }
-
-  #sourceEnded(cause: Cause.Cause<unknown>): Effect.Effect<void> {
-    if (Pull.isDoneCause(cause) || Cause.hasInterruptsOnly(cause)) return Effect.void
-    return Effect.asVoid(this.#failApp(`${this.#pool.name}: its source failed`, cause))
-  }
-
-  #failApp(reason: string, cause: Cause.Cause<unknown>): Effect.Effect<boolean> {
-    return Effect.logError(`${reason}; failing the app`, cause).pipe(
-      Effect.andThen(Effect.sync(() => this.#quit.fail({ _tag: "Failure", reason, error: Cause.squash(cause) }))),
-      Effect.as(false)
-    )
-  }
-}
-
-/** Every wait goes through here: it is the only place where closing can interrupt a worker. */
-const wait = <X>(effect: Effect.Effect<X, unknown>): Effect.Effect<Exit.Exit<X, unknown>> =>
-  Effect.exit(Effect.interruptible(effect))
