@@ -27,6 +27,7 @@ import { HttpServer } from "effect/http"
 import type * as Net from "node:net"
 import * as Tls from "node:tls"
 import * as Health from "./Health.ts"
+import { first } from "./internal/core/first.ts"
 import * as groups from "./internal/core/group.ts"
 import type { InvalidOption } from "./internal/core/options.ts"
 import { current, type QuitImpl } from "./internal/core/quit.ts"
@@ -247,7 +248,7 @@ const drainOnClose = (
     const name = options.name ?? "http"
     const { closeTimeout } = yield* groups.timeouts(quit, name, options)
     const closedBy = (deadline: "close" | "shutdown") =>
-      Effect.raceFirst(
+      first(
         Effect.as(connections.awaitClosed, true),
         Effect.as(quit.until(quit.now() + Duration.toMillis(closeTimeout), deadline), false)
       )

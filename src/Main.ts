@@ -87,18 +87,21 @@ export const runMain = <E>(program: Program<E>, options: Options.Input = {}): vo
   const quit = Effect.runSync(make(resolved, "starting").pipe(Effect.provide(logger)))
   const logSync = (effect: Effect.Effect<void>) => Effect.runFork(Effect.provide(effect, logger))
   const uninstall = install(quit, logSync)
-  let exitCode = 1
+  const exit = (code: number) => {
+    uninstall()
+    process.exit(code)
+  }
+  // The exit follows the report at once: waiting for the main fiber's end
+  // would cost a turn of the event loop. Should the fiber end otherwise
+  // (a defect in the runner itself), its observer exits 1.
   const main = Shutdown.run(toEffect(program)).pipe(
     Effect.tap((report) => Report.log(report, resolved.logFormat)),
-    Effect.tap((report) => Effect.sync(() => exitCode = report.exitCode)),
+    Effect.flatMap((report) => Effect.sync(() => exit(report.exitCode))),
     Effect.provideService(QuitService, quit),
     Effect.provide(logger)
   )
   Runtime.makeRunMain(({ fiber }) => {
-    fiber.addObserver(() => {
-      uninstall()
-      process.exit(exitCode)
-    })
+    fiber.addObserver(() => exit(1))
   })(main, { disableErrorReporting: true })
 }
 

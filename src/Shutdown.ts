@@ -9,6 +9,7 @@
 import type { Layer } from "effect"
 import { Cause, Config, Duration, Effect, Exit, Fiber, Layer as L } from "effect"
 import { constants } from "node:os"
+import { first as firstOf } from "./internal/core/first.ts"
 import { finish } from "./internal/core/layer.ts"
 import { InvalidOption } from "./internal/core/options.ts"
 import { current, describeReason, type Quit, type QuitImpl } from "./internal/core/quit.ts"
@@ -82,11 +83,14 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
       )
     }
     const stop = yield* Effect.forkDetach(stopAll(quit, fiber), { startImmediately: true })
-    const ending = yield* Effect.raceAllFirst([
+    // `first`: the report must not wait for the losers' interruption.
+    const ending = yield* firstOf(
       Effect.as(Fiber.await(stop), { _tag: "graceful" } as Ending),
-      Effect.as(quit.sleepUntil(deadlines.shutdown), { _tag: "deadline" } as Ending),
-      Effect.map(quit.forced, (signal): Ending => ({ _tag: "forced", signal }))
-    ])
+      firstOf(
+        Effect.as(quit.sleepUntil(deadlines.shutdown), { _tag: "deadline" } as Ending),
+        Effect.map(quit.forced, (signal): Ending => ({ _tag: "forced", signal }))
+      )
+    )
     if (ending._tag !== "graceful") {
       const open = quit.stillOpen()
       const why = ending._tag === "deadline"

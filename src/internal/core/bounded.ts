@@ -10,7 +10,8 @@
  *
  * @internal
  */
-import { Effect, Exit, Fiber } from "effect"
+import { Effect, Exit } from "effect"
+import { first } from "./first.ts"
 
 /** @internal */
 export type Bounded<A, E> =
@@ -22,12 +23,8 @@ export const bounded = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
   until: Effect.Effect<void>
 ): Effect.Effect<Bounded<A, E>, never, R> =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.forkDetach(effect, { startImmediately: true })
-    const first = yield* Effect.raceFirst(
-      Effect.map(Fiber.await(fiber), (exit) => ({ _tag: "Exited", exit }) as const),
+  Effect.flatMap(Effect.context<R>(), (context) =>
+    first<Bounded<A, E>, never>(
+      Effect.map(Effect.exit(Effect.provideContext(effect, context)), (exit) => ({ _tag: "Exited", exit }) as const),
       Effect.as(until, { _tag: "TimedOut" } as const)
-    ).pipe(Effect.onInterrupt(() => Effect.sync(() => fiber.interruptUnsafe())))
-    if (first._tag === "TimedOut") fiber.interruptUnsafe()
-    return first
-  })
+    ))

@@ -7,6 +7,7 @@
 import type { Fiber, Scope } from "effect"
 import { Deferred, Duration, Effect, Exit, Result } from "effect"
 import { bounded } from "./bounded.ts"
+import { first } from "./first.ts"
 import type { InFlight } from "./inFlight.ts"
 import { componentTimeout, type DurationInput, type InvalidOption } from "./options.ts"
 import { describeCause, type QuitImpl } from "./quit.ts"
@@ -118,7 +119,7 @@ export const drain = (
         yield* Effect.logError(`${entry.label}: stopping failed; draining what is in flight`, stopped.exit.cause)
       }
     }
-    const idle = yield* Effect.raceFirst(Effect.as(inFlight.awaitIdle, true), Effect.as(cutting, false))
+    const idle = yield* first(Effect.as(inFlight.awaitIdle, true), Effect.as(cutting, false))
     let ended = true
     if (!idle) {
       const deadline = quit.deadlines !== undefined && quit.deadlines.drain <= cutAt

@@ -425,7 +425,7 @@ export class QuitImpl implements Service {
 
   /** The stop functions, run once at the end of the drain delay, concurrently; completes when all have. */
   get runStopFuncs(): Effect.Effect<void> {
-    return Effect.suspend(() => Fiber.await(this.#startStopFuncs()).pipe(Effect.asVoid))
+    return Effect.suspend(() => this.stopFuncs.length === 0 ? Effect.void : Fiber.await(this.#startStopFuncs()).pipe(Effect.asVoid))
   }
 
   #startStopFuncs(): Fiber.Fiber<void> {
@@ -444,6 +444,8 @@ export class QuitImpl implements Service {
    */
   finish(drainTask: (entry: Entry) => Effect.Effect<void>): Effect.Effect<void> {
     return Effect.suspend(() => {
+      // Nothing outside any scope: nothing to wait for (the common case).
+      if (this.stopFuncs.length === 0 && this.tasks.size === 0 && this.closers.length === 0) return Effect.void
       const finishing = this.#finishRun ??= this.#runFork(this.runStopFuncs.pipe(
         Effect.andThen(Effect.forEach(this.tasks.values(), drainTask, { concurrency: "unbounded", discard: true })),
         Effect.andThen(Effect.suspend(() =>

@@ -9,6 +9,7 @@ import * as grpc from "@grpc/grpc-js"
 import * as Net from "node:net"
 import type { Context, Fiber, Scope } from "effect"
 import { Cause, Config, Data, Deferred, Duration, Effect, Exit, Metric, Stream } from "effect"
+import { first } from "../core/first.ts"
 import * as groups from "../core/group.ts"
 import type { Group } from "../core/group.ts"
 import type { DurationInput, InvalidOption } from "../core/options.ts"
@@ -243,7 +244,7 @@ export const serve = <R>(
         const idle = group === undefined || (yield* group.inFlight) === 0
         const closeTimeout = Duration.toMillis(quit.options.closeTimeout)
         const wait = idle ? Math.min(GRACE_MILLIS, closeTimeout) : closeTimeout
-        const done = yield* Effect.raceFirst(
+        const done = yield* first(
           Effect.as(Deferred.await(closed), true),
           Effect.as(quit.until(quit.now() + wait, "close"), false)
         )

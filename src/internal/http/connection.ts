@@ -18,11 +18,25 @@ const NOTICE_LAST_STREAM = 2 ** 31 - 1
 
 const isUnfinished = (response: Http.ServerResponse): boolean => !response.writableFinished && !response.destroyed
 
+// The response a socket is writing: Node's own bookkeeping (`closeIdleConnections`
+// reads it too), set when a response takes the socket and cleared when it
+// finishes. Read rather than kept, so that an idle connection holds no response.
+type Writing = Net.Socket & { readonly _httpMessage?: Http.ServerResponse | null }
+
 /** @internal */
 export class Connection {
   /** The socket TCP accepted; destroying it ends whatever runs on it (TLS included). */
   readonly raw: Net.Socket
-  /** The latest HTTP/1 response on it: Node writes a connection's responses in order. */
+  /** The socket HTTP reads: `raw`, or the TLS socket over it. */
+  #http: Net.Socket
+  readonly #all: Set<Connection>
+  /** Whether a request ever arrived on it. */
+  served = false
+  /**
+   * The latest HTTP/1 response, from the quit event on (before, nobody needs
+   * it): Node writes a connection's responses in order, so pipelined requests
+   * are decided on it.
+   */
   latest: Http.ServerResponse | undefined
   session: Http2.ServerHttp2Session | undefined
   /** HTTP/2 streams open on its session. */
@@ -37,12 +51,24 @@ export class Connection {
 
   constructor(raw: Net.Socket, all: Set<Connection>) {
     this.raw = raw
+    this.#http = raw
+    this.#all = all
     ;(raw as Keyed)[key] = this
     all.add(this)
-    raw.once("close", () => {
-      all.delete(this)
-      this.#cancelGrace?.()
-    })
+    raw.on("close", Connection.#onClose)
+  }
+
+  // One listener for every connection, called with the socket as `this`.
+  static readonly #onClose = function(this: Keyed) {
+    const connection = this[key]!
+    connection.#all.delete(connection)
+    connection.#cancelGrace?.()
+  }
+
+  /** The response being written on it, if any (for a pipelined one: the first). */
+  get current(): Http.ServerResponse | undefined {
+    const writing = (this.#http as Writing)._httpMessage
+    return writing === null || writing === undefined || !isUnfinished(writing) ? undefined : writing
   }
 
   /** The connection a socket belongs to: the accepted one, or the TLS socket over it. */
@@ -52,12 +78,15 @@ export class Connection {
 
   /** The TLS handshake completed: requests will arrive on `tls`. */
   secured(tls: Net.Socket): void {
+    this.#http = tls
     ;(tls as Keyed)[key] = this
   }
 
-  /** A request arrived: its response is the latest, and the connection is busy. */
-  served(response: Http.ServerResponse): void {
+  /** A request arrived; from the quit event on, its response is kept as the latest. */
+  serve(response: Http.ServerResponse, ending: boolean): void {
     this.#stopGrace()
+    this.served = true
+    if (!ending) return
     this.latest = response
     this.#ours = false
   }
@@ -70,9 +99,11 @@ export class Connection {
    * RFC 9112 §9.3.2 says it must be ready for). A close we asked for moves to
    * the new last response instead, so that every request queued is answered.
    */
-  admits(): boolean {
-    const previous = this.latest
-    if (previous === undefined || !isUnfinished(previous)) return true
+  admits(response: Http.ServerResponse): boolean {
+    const previous = this.latest ?? this.current
+    // Node gives a socket to the first response waiting for it before the
+    // request is emitted: that may be this very one.
+    if (previous === undefined || previous === response || !isUnfinished(previous)) return true
     if (!previous.headersSent && this.#ours) {
       previous.shouldKeepAlive = true
       this.#ours = false
@@ -97,7 +128,7 @@ export class Connection {
     }
     if (schedule === undefined || !response.shouldKeepAlive) return
     response.once("finish", () => {
-      if (this.latest === response) this.awaitRequest(schedule, grace)
+      if (this.latest === response || this.latest === undefined) this.awaitRequest(schedule, grace)
     })
   }
 
@@ -120,7 +151,7 @@ export class Connection {
   }
 
   #busy(): boolean {
-    return this.latest !== undefined && isUnfinished(this.latest)
+    return this.current !== undefined || (this.latest !== undefined && isUnfinished(this.latest))
   }
 
   /** An HTTP/2 session started on it: it is no longer waiting for a first request. */
@@ -180,10 +211,10 @@ export class Connection {
   stop(schedule: Schedule, grace: number, now: number): void {
     if (this.upgraded) return
     if (this.session !== undefined) return this.goaway(schedule, grace, now)
-    const latest = this.latest
-    if (latest === undefined) return this.awaitRequest(schedule, grace)
+    if (!this.served) return this.awaitRequest(schedule, grace)
+    const latest = this.latest !== undefined && isUnfinished(this.latest) ? this.latest : this.current
     // Idle keep-alive: as Node's own `closeIdleConnections` does.
-    if (!isUnfinished(latest)) return void this.raw.destroy()
+    if (latest === undefined) return void this.raw.destroy()
     this.endAfter(latest, schedule, grace)
   }
 

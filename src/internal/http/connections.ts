@@ -135,7 +135,7 @@ export class Connections {
 
   #unfinished(): number {
     let n = 0
-    for (const connection of this.#all) if (connection.latest !== undefined && isUnfinished(connection.latest)) n++
+    for (const connection of this.#all) if (connection.current !== undefined) n++
     return n
   }
 
@@ -145,8 +145,8 @@ export class Connections {
     if (this.#eachCounted) return
     this.#eachCounted = true
     for (const connection of this.#all) {
-      const response = connection.latest
-      if (response !== undefined && isUnfinished(response)) {
+      const response = connection.current
+      if (response !== undefined) {
         this.#startedUncounted--
         this.#countOne(response)
       }
@@ -217,8 +217,8 @@ export class Connections {
   #admit(socket: Net.Socket, response: Http.ServerResponse): boolean {
     const connection = Connection.of(socket)
     if (connection === undefined) return true
-    if (this.#ending && !connection.admits()) return false
-    connection.served(response)
+    if (this.#ending && !connection.admits(response)) return false
+    connection.serve(response, this.#ending)
     if (this.#ending) connection.endAfter(response, this.#closing ? this.#schedule : undefined, this.#grace)
     return true
   }
@@ -244,7 +244,8 @@ export class Connections {
     if (this.#ending) return
     this.#ending = true
     for (const connection of this.#all) {
-      if (connection.latest !== undefined && !connection.latest.headersSent) connection.endAfter(connection.latest, undefined, 0)
+      const response = connection.current
+      if (response !== undefined && !response.headersSent) connection.endAfter(response, undefined, 0)
       connection.notice(this.#now())
     }
   }
