@@ -69,8 +69,17 @@ export const startInstance = async (env: Record<string, string>, launcher: Launc
     child.stderr!.on("data", onData)
     void exited.then((code) => reject(new Error(`the instance exited with ${code} before it listened:\n${output}`)))
   })
-  // The ports are bound once the line is out; readiness says when every layer is up.
-  while (await readiness(healthPort) !== 200) await new Promise((resolve) => setTimeout(resolve, 20))
+  // The ports are bound once the line is out; readiness says when every layer
+  // is up. Asked on this process's own loopback: start the instance where its
+  // supervisor runs (the same network namespace).
+  const giveUp = performance.now() + 30_000
+  while (await readiness(healthPort) !== 200) {
+    if (child.exitCode !== null || performance.now() > giveUp) {
+      child.kill("SIGKILL")
+      throw new Error(`the instance never became ready on 127.0.0.1:${healthPort}:\n${output}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
   return { child, healthPort, output: () => output, exited }
 }
 

@@ -8,7 +8,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
+import * as Diagnostics from "node:diagnostics_channel"
 import * as NodeHttp from "node:http"
+import type * as Net from "node:net"
 import * as Grpc from "../src/Grpc.ts"
 import { Health, Http, Quit } from "../src/index.ts"
 import { DemoClient, demoProto } from "./support/grpcClient.ts"
@@ -80,5 +82,28 @@ describe("reusePort", () => {
       assert.strictEqual(before.status.code, 0)
       assert.deepStrictEqual(during.map((outcome) => outcome.status.code), Array.from({ length: 10 }, () => 0))
       assert.include(served, "second", "the second server took over the port")
+    }), {}, { phase: "running" }))
+
+  it.live("gRPC: the server is done only when its connections are closed (our listener's own close says so)", () =>
+    withQuit(Effect.gen(function*() {
+      // The connections as the server accepted them, from Node's own channel.
+      const accepted: Array<Net.Socket> = []
+      const onSocket = (message: unknown) => accepted.push((message as { socket: Net.Socket }).socket)
+      Diagnostics.subscribe("net.server.socket", onSocket)
+      yield* Effect.addFinalizer(() => Effect.sync(() => Diagnostics.unsubscribe("net.server.socket", onSocket)))
+      const service = Effect.map(
+        Grpc.loadService<{ Wait: { request: { ms: number; tag: string }; response: { tag: string } } }>(demoProto, "demo.Demo"),
+        (Demo) => Grpc.service(Demo, { Wait: Grpc.unary(({ tag }) => Effect.succeed({ tag })) })
+      )
+      const a = yield* acquire(Layer.unwrap(Effect.map(service, (svc) => Grpc.layer({ services: [svc], host: "127.0.0.1", port: 0, reusePort: true }))))
+      const { port } = yield* Effect.provideContext(Effect.service(Grpc.Server), a.context)
+      const client = new DemoClient(`127.0.0.1:${port}`)
+      const outcome = yield* Effect.promise(() => client.unary("Wait", { ms: 0, tag: "one" }).done)
+      yield* a.release
+      const open = accepted.filter((socket) => !socket.destroyed).length
+      client.close()
+      assert.strictEqual(outcome.status.code, 0)
+      assert.strictEqual(accepted.length, 1, "the client's one connection")
+      assert.strictEqual(open, 0, "no connection still open when the server is done")
     }), {}, { phase: "running" }))
 })

@@ -172,19 +172,19 @@ const bind = (
 
 /**
  * Listens on `host:port` with `SO_REUSEPORT` and hands each connection to
- * grpc-js; returns the bound port and the listener, closed with the scope (or
- * earlier, when the server stops).
+ * grpc-js; returns the bound port and the listener, which the server's stop
+ * closes (step 2 of `serve`; it is also the scope's last step, so a failed
+ * start closes it too).
  */
 const bindShared = (
   server: grpc.Server,
   host: string,
   port: number,
   credentials: grpc.ServerCredentials
-): Effect.Effect<{ readonly port: number; readonly listener: Net.Server }, BindError, Scope.Scope> =>
+): Effect.Effect<{ readonly port: number; readonly listener: Net.Server }, BindError> =>
   Effect.gen(function*() {
     const injector = server.createConnectionInjector(credentials)
     const listener = Net.createServer((socket) => injector.injectConnection(socket))
-    yield* Effect.addFinalizer(() => Effect.sync(() => listener.listening && listener.close()))
     yield* listen(listener, { host, port, reusePort: true }).pipe(
       Effect.mapError((error) => new BindError({ address: error.address, reason: error.message }))
     )
@@ -220,16 +220,27 @@ export const serve = <R>(
     const port = yield* setting(options.port, Config.Port("GRPC_PORT").pipe(Config.withDefault(50051)))
     const health = new Health(options.services.map((service) => service.name))
     const server = new grpc.Server(options.server)
-    // Completed by tryShutdown's callback: every connection has closed.
+    // Completed once every connection has closed: tryShutdown's callback says
+    // so for the ports grpc-js bound; for a port of ours (reusePort) it calls
+    // back at once — grpc-js sees the injected sessions as closed the moment
+    // it asks them to close — so our listener's own close, which waits for
+    // its connections, must say so too.
     const closed = Deferred.makeUnsafe<void>()
+    let open = 1
+    const oneClosed = () => {
+      if (--open === 0) Deferred.doneUnsafe(closed, Exit.void)
+    }
     let stopping = false
     let listener: Net.Server | undefined
     const stop = () => {
       if (stopping) return
       stopping = true
       health.quit()
-      if (listener?.listening === true) listener.close()
-      server.tryShutdown(() => Deferred.doneUnsafe(closed, Exit.void))
+      if (listener?.listening === true) {
+        open++
+        listener.close(oneClosed)
+      }
+      server.tryShutdown(oneClosed)
       health.endWatches()
     }
     let group: Group | undefined
