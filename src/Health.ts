@@ -2,7 +2,9 @@
  * Readiness and liveness driven by the quit event, for load balancers and
  * Kubernetes probes.
  *
- * - **Readiness** answers 200 only while the phase is `running`: 503 while the
+ * - **Readiness** answers 200 only while the phase is `running`, every
+ *   readiness {@link check} passes (is the database reachable) and the program
+ *   has not marked itself not ready ({@link markNotReady}): 503 while the
  *   program starts, and from the moment the quit event fires — through the
  *   drain delay, while requests are still served — so that traffic moves
  *   elsewhere before any listener closes.
@@ -12,29 +14,38 @@
  * Serve them on an HTTP server of the program (`health` option of the `Http`
  * layers), on a port of their own with {@link layer} (which stays open until
  * the shutdown ends), or from any Node framework with {@link handler}.
- * Bodies say `ready`, `not ready` or `alive`, nothing more.
+ * Bodies say `ready`, `not ready` or `alive`, nothing more — unless the
+ * `detail` option asks a not-ready body to name why, for operators.
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Stream } from "effect"
+import type { Scope } from "effect"
+import { Context, Duration, Effect, Layer, Result, Stream } from "effect"
 import * as Http from "node:http"
 import type * as Net from "node:net"
+import { decodeDuration, type DurationInput, InvalidOption } from "./internal/core/options.ts"
 import { current, type QuitImpl } from "./internal/core/quit.ts"
+import type { Verdict } from "./internal/core/readiness.ts"
 import { type BindError, describeAddress, listen } from "./internal/http/listen.ts"
 import * as Quit from "./Quit.ts"
 
 /**
- * Where the probes are answered. Defaults: `/readyz` and `/livez`.
+ * Where the probes are answered (defaults: `/readyz` and `/livez`), and
+ * whether a not-ready body names why (`detail`, default `false`: a readiness
+ * endpoint is often reachable from outside, and says nothing internal).
  *
  * @since 0.1.0
  */
-export interface Paths {
+export interface ProbeOptions {
   readonly readinessPath?: string | undefined
   readonly livenessPath?: string | undefined
+  /** A 503 body lists the reasons, one per line: `db: timed out after 500ms`. */
+  readonly detail?: boolean | undefined
 }
 
 /**
- * A Node request handler for the probes: answers a probe and returns `true`,
+ * A Node request handler for the probes: answers a probe and returns `true`
+ * (with readiness checks registered, the answer follows once they have run),
  * or returns `false` and leaves the request alone. It takes the requests and
  * responses of `node:http`, `node:https` and `node:http2` alike.
  *
@@ -63,8 +74,22 @@ export interface Reply {
   end(body: string): unknown
 }
 
+// Why the program is not ready, as far as it is known without running the
+// checks; `undefined` when only the checks can say.
+const known = (quit: QuitImpl): Verdict | undefined => {
+  const phase = quit.phase.phase
+  if (phase !== "running") return [phase === "starting" ? "starting" : "shutting down"]
+  const mark = quit.readiness.mark
+  if (mark !== undefined) return [`marked not ready: ${mark}`]
+  return quit.readiness.hasChecks ? undefined : []
+}
+
+// The checks' verdict, with what happened meanwhile (the quit event fired).
+const verdict = (quit: QuitImpl, checks: Verdict): Verdict => known(quit) ?? checks
+
 /**
- * Whether the program is ready for traffic: the phase is `running`.
+ * Whether the program is ready for traffic: the phase is `running`, it is not
+ * marked not ready, and every readiness check passes (they run now).
  *
  * @example
  * ```ts
@@ -74,7 +99,106 @@ export interface Reply {
  * ```
  * @since 0.1.0
  */
-export const isReady: Effect.Effect<boolean, never, Quit.Quit> = Effect.map(Quit.phase, (change) => change.phase === "running")
+export const isReady: Effect.Effect<boolean, never, Quit.Quit> = Effect.flatMap(current, (quit) => {
+  const now = known(quit)
+  if (now !== undefined) return Effect.succeed(now.length === 0)
+  return Effect.map(quit.readiness.evaluate, (checks) => verdict(quit, checks).length === 0)
+})
+
+/**
+ * Options of a readiness check: how long it may take before it counts as
+ * failing (default 500 ms, under the 1 s a Kubernetes probe waits by default).
+ *
+ * @since 0.1.0
+ */
+export interface CheckOptions {
+  readonly timeout?: DurationInput | undefined
+}
+
+const CHECK_TIMEOUT = Duration.millis(500)
+
+/**
+ * Adds a readiness check for as long as the current scope is open (use it in
+ * a layer, beside the resource it checks). Readiness is 503 while it fails.
+ * Checks run when readiness is asked, all at once; probes that ask meanwhile
+ * share that run. A check that fails, dies (throws) or outlives its timeout
+ * counts as failing — the hung one is cut and left behind — and the log says
+ * so when its state changes, not on every probe.
+ *
+ * Fails with `InvalidOption` for an empty name, a name already registered, or
+ * a timeout that is not a positive finite duration.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { Health } from "effect-graceful"
+ * const db = { ping: () => Promise.resolve() }
+ * const DbCheck = Layer.effectDiscard(Health.check("db", Effect.promise(() => db.ping()), { timeout: "200 millis" }))
+ * ```
+ * @since 0.1.0
+ */
+export const check = <E, R>(
+  name: string,
+  run: Effect.Effect<unknown, E, R>,
+  options: CheckOptions = {}
+): Effect.Effect<void, InvalidOption, Quit.Quit | Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const quit = yield* current
+    if (name.trim() === "") {
+      return yield* new InvalidOption({ variable: "Health.check name", value: name, reason: "expected a name for the check" })
+    }
+    if (quit.readiness.has(name)) {
+      return yield* new InvalidOption({
+        variable: "Health.check name",
+        value: name,
+        reason: "a check with this name is already registered; names must be unique"
+      })
+    }
+    const timeout = options.timeout === undefined
+      ? CHECK_TIMEOUT
+      : yield* Result.match(decodeDuration(options.timeout, `Health.check ${name} timeout`), {
+        onFailure: Effect.fail,
+        onSuccess: (duration) =>
+          Duration.isZero(duration)
+            ? Effect.fail(
+              new InvalidOption({ variable: `Health.check ${name} timeout`, value: String(options.timeout), reason: "must be more than 0" })
+            )
+            : Effect.succeed(duration)
+      })
+    const context = yield* Effect.context<R>()
+    const remove = quit.readiness.add({ name, run: Effect.provideContext(run, context), timeout })
+    yield* Effect.addFinalizer(() => Effect.sync(remove))
+  })
+
+/**
+ * Marks the program not ready for `reason` (warming a cache, shedding load)
+ * until {@link markReady}: readiness answers 503 meanwhile, liveness stays
+ * 200. Logged when the mark changes. Marking before the program runs keeps it
+ * not ready past its start, until it marks itself ready.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Health } from "effect-graceful"
+ * const warm = (load: Effect.Effect<void>) =>
+ *   Effect.andThen(Health.markNotReady("warming the cache"), Effect.ensuring(load, Health.markReady))
+ * ```
+ * @since 0.1.0
+ */
+export const markNotReady = (reason: string): Effect.Effect<void, never, Quit.Quit> =>
+  Effect.flatMap(current, (quit) => quit.readiness.setMark(reason.trim() === "" ? "unspecified" : reason))
+
+/**
+ * Ends {@link markNotReady}: readiness follows the phase and the checks again.
+ *
+ * @example
+ * ```ts
+ * import { Health } from "effect-graceful"
+ * const ready = Health.markReady
+ * ```
+ * @since 0.1.0
+ */
+export const markReady: Effect.Effect<void, never, Quit.Quit> = Effect.flatMap(current, (quit) => quit.readiness.setMark(undefined))
 
 const answer = (response: Reply, method: string | undefined, status: number, body: string) => {
   const head = method === "HEAD"
@@ -92,17 +216,26 @@ const answer = (response: Reply, method: string | undefined, status: number, bod
   response.end(head ? "" : body)
 }
 
+const notReady = (reasons: Verdict, detail: boolean) => detail ? `not ready\n${reasons.map((reason) => `${reason}\n`).join("")}` : "not ready\n"
+
 /** @internal */
-export const makeHandler = (quit: QuitImpl, paths: Paths = {}): Handler => {
-  const readiness = paths.readinessPath ?? "/readyz"
-  const liveness = paths.livenessPath ?? "/livez"
+export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler => {
+  const readiness = options.readinessPath ?? "/readyz"
+  const liveness = options.livenessPath ?? "/livez"
+  const detail = options.detail === true
+  const reply = (response: Reply, method: string | undefined, reasons: Verdict) =>
+    reasons.length === 0
+      ? answer(response, method, 200, "ready\n")
+      : answer(response, method, 503, notReady(reasons, detail))
   return (request, response) => {
     const url = request.url ?? "/"
     const query = url.indexOf("?")
     const path = query === -1 ? url : url.slice(0, query)
     if (path === readiness) {
-      const ready = quit.phase.phase === "running"
-      answer(response, request.method, ready ? 200 : 503, ready ? "ready\n" : "not ready\n")
+      const now = known(quit)
+      // With checks to run, the answer comes when they have.
+      if (now === undefined) quit.readiness.evaluateThen((checks) => reply(response, request.method, verdict(quit, checks)))
+      else reply(response, request.method, now)
       return true
     }
     if (path === liveness) {
@@ -128,15 +261,15 @@ export const makeHandler = (quit: QuitImpl, paths: Paths = {}): Handler => {
  * ```
  * @since 0.1.0
  */
-export const handler = (paths: Paths = {}): Effect.Effect<Handler, never, Quit.Quit> =>
-  Effect.map(current, (quit) => makeHandler(quit, paths))
+export const handler = (options: ProbeOptions = {}): Effect.Effect<Handler, never, Quit.Quit> =>
+  Effect.map(current, (quit) => makeHandler(quit, options))
 
 /**
- * Options of the standalone health server: where it listens, and its paths.
+ * Options of the standalone health server: where it listens, and its probes.
  *
  * @since 0.1.0
  */
-export interface Options extends Paths, Net.ListenOptions {}
+export interface Options extends ProbeOptions, Net.ListenOptions {}
 
 /**
  * The server of {@link layer}: where it listens (with `port: 0`, the port
@@ -171,8 +304,8 @@ export class Server extends Context.Service<Server, {
 export const layer = (options: Options = {}): Layer.Layer<Server, BindError, Quit.Quit> =>
   Layer.effect(Server, Effect.gen(function*() {
     const quit = yield* current
-    const { livenessPath, readinessPath, ...listenOptions } = options
-    const probes = makeHandler(quit, { livenessPath, readinessPath })
+    const { detail, livenessPath, readinessPath, ...listenOptions } = options
+    const probes = makeHandler(quit, { detail, livenessPath, readinessPath })
     const server = Http.createServer((request, response) => {
       if (!probes(request, response)) response.writeHead(404, { "content-length": 0 }).end()
     })

@@ -60,7 +60,7 @@ export interface Options {
   /** Bounds cutting and the final close, after the cut: shorter than the shared close timeout, never longer. */
   readonly closeTimeout?: DurationInput | undefined
   /** Answer readiness and liveness on this server (`true`: `/readyz` and `/livez`). */
-  readonly health?: boolean | Health.Paths | undefined
+  readonly health?: boolean | Health.ProbeOptions | undefined
 }
 
 /**

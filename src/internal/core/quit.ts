@@ -9,6 +9,7 @@ import type { Clock, Scope } from "effect"
 import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, PubSub, Stream } from "effect"
 import { bounded } from "./bounded.ts"
 import { InFlight } from "./inFlight.ts"
+import { Readiness } from "./readiness.ts"
 import type { Options } from "./options.ts"
 import { type Closed, Entry } from "./registry.ts"
 import type { Row } from "./report.ts"
@@ -135,6 +136,8 @@ export class QuitImpl implements Service {
    * event fires if nothing fired it before.
    */
   holder: Scope.Scope | undefined
+  /** Checks and the program's own mark, beyond the phase (`Health`). */
+  readonly readiness: Readiness
   #keeper: Fiber.Fiber<void> | undefined
   #stopFuncsRun: Fiber.Fiber<void> | undefined
   #finishRun: Fiber.Fiber<void> | undefined
@@ -144,6 +147,7 @@ export class QuitImpl implements Service {
     this.#clock = clock
     this.context = context
     this.#runFork = Effect.runForkWith(context)
+    this.readiness = new Readiness(this.#runFork)
     this.#phases = phases
     this.setPhase(initial)
   }
