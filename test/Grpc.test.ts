@@ -64,6 +64,7 @@ const demoService = (journal: Journal) =>
             call.trailers.set("x-trailer", `after ${request.tag}`)
           }
           yield* Effect.sleep(request.ms)
+          yield* journal.add(`ended ${request.tag}`)
           return { tag: request.tag }
         }).pipe(
           Effect.onInterrupt(() => journal.add(`interrupted ${request.tag}`)),
@@ -165,13 +166,13 @@ describe("Grpc: draining on quit", () => {
           assert.strictEqual(yield* server.inFlight, 1)
           assert.strictEqual(yield* metric("effect_graceful_in_flight", { group: "grpc" }), 1)
 
-          const firedAt = yield* now
           yield* Quit.fire("test")
           // The drain delay (600 ms) has not ended: still serving, but telling
           // everyone not to route here.
           assert.strictEqual(yield* promise(() => client.check("")), "NOT_SERVING")
           assert.strictEqual(yield* promise(() => client.check("demo.Demo")), "NOT_SERVING")
-          assert.isBelow((yield* now) - firedAt, 600, "health changed before the drain delay ended")
+          // Phase `stopping` begins when the drain delay ends.
+          assert.strictEqual((yield* Quit.phase).phase, "draining", "health changed before the drain delay ended")
           assert.strictEqual(Quit.describe((yield* Quit.Quit).reason!), "requested: test")
 
           yield* awaitPhase("stopping")
@@ -186,8 +187,8 @@ describe("Grpc: draining on quit", () => {
           assert.strictEqual(done.status.code, grpc.status.OK)
           assert.deepStrictEqual(done.messages, [{ tag: "in-flight" }])
           const result = yield* report
-          const stoppedAt = yield* now
-          assert.isBelow(stoppedAt - done.endedAt, 300, "the shutdown ended right after the last call")
+          // With a 10 s drain timeout, a shutdown that outlasted the call would end `cut` (the row below) or at a deadline.
+          assert.strictEqual(result.ending, "graceful", "the shutdown ended with the last call")
 
           const watched = yield* promise(() => watch.done)
           assert.deepStrictEqual(watched.messages.map((m) => m["status"]), ["SERVING", "NOT_SERVING"])
@@ -212,10 +213,9 @@ describe("Grpc: draining on quit", () => {
         const firedAt = yield* now
         yield* Quit.fire("test")
         const done = yield* promise(() => long.done)
+        assert.notInclude(journal.entries, "ended long", "the client saw the cut before the call's 30 s ended")
         assert.include([grpc.status.CANCELLED, grpc.status.UNAVAILABLE], done.status.code)
-        const cutAfter = done.endedAt - firedAt
-        assert.isAtLeast(cutAfter, 280, "not before the drain timeout")
-        assert.isBelow(cutAfter, 2_000, "at the drain timeout, not at the end of the call")
+        assert.isAtLeast(done.endedAt - firedAt, 280, "not before the drain timeout")
         const result = yield* report
         assert.includeMembers(journal.entries, ["interrupted long", "finalized long"])
         const row = result.rows.find((r) => r.name === "grpc")
@@ -241,7 +241,7 @@ describe("Grpc: draining on quit", () => {
         assert.isAbove(done.messages.length, atQuit, "it kept streaming through the drain delay")
         assert.isAtLeast(done.endedAt - firedAt, 250, "it ended when the server stopped, not at the quit event")
         const result = yield* report
-        assert.isBelow(result.totalMillis, 3_000, "the 10 s drain timeout never came into play")
+        assert.strictEqual(yield* metric("effect_graceful_units_cut_total", { group: "grpc" }), 0, "the 10 s drain timeout never came into play: nothing cut")
         assert.deepInclude(result.rows.find((r) => r.name === "grpc"), { outcome: "done" })
       }),
       { drainDelay: "300 millis", drainTimeout: "10 seconds" }

@@ -34,29 +34,34 @@ describe("Grpc under Main.runMain with real signals", () => {
     await child.waitFor(/quit event \(SIGTERM\)/)
     assert.strictEqual(await client.check(""), "NOT_SERVING")
     const done = await call.done
-    const { at, code } = await child.exited()
+    const { code } = await child.exited()
     const output = child.output()
     assert.strictEqual(done.status.code, grpc.status.OK, output)
     assert.deepStrictEqual(done.messages, [{ tag: "in flight" }])
     assert.strictEqual(code, 0, output)
-    assert.isBelow(at - done.endedAt, 500, "the process exits right after the last call")
     assert.notInclude(output, "call interrupted")
+    // Right after the last call: the drain ended with it (`done`, not `cut` at the drain timeout), the
+    // shutdown before its deadline (`graceful`), and runMain exits once the report is written.
     assert.include(output, "shutdown report: SIGTERM, graceful, exit 0")
-    assert.match(output.split("\n").find((line) => line.trimStart().startsWith("grpc ")) ?? "", /grpc\s+done\s+\d+\s+1 → 0/)
+    assert.match(output.split("\n").find((line) => line.trimStart().startsWith("grpc ")) ?? "", /grpc\s+done\s+\d+\s+1 → 0\s*$/)
   })
 
   it("a call past the drain timeout is cut: the client sees CANCELLED or UNAVAILABLE, the report says cut", async () => {
     const { child, client } = await serve({ DRAIN_TIMEOUT: "300ms" })
     const call = client.unary("Wait", { ms: 30_000, tag: "long" })
     await new Promise((resolve) => setTimeout(resolve, 100))
-    const sent = child.signal("SIGTERM")
+    child.signal("SIGTERM")
     const done = await call.done
     const { code } = await child.exited()
     const output = child.output()
+    // Not OK: cut before the call's 30 s natural end.
     assert.include([grpc.status.CANCELLED, grpc.status.UNAVAILABLE], done.status.code)
-    assert.isBelow(done.endedAt - sent, 2_000)
     assert.include(output, "call interrupted")
     assert.strictEqual(code, 0, output)
-    assert.match(output.split("\n").find((line) => line.trimStart().startsWith("grpc ")) ?? "", /grpc\s+cut/)
+    // Cut at the drain deadline (300 ms), not abandoned later at the close deadline.
+    assert.match(
+      output.split("\n").find((line) => line.trimStart().startsWith("grpc ")) ?? "",
+      /grpc\s+cut\s+\d+\s+1 → 0\s+1 cut at the drain deadline/
+    )
   })
 })

@@ -8,8 +8,9 @@
  * The promise: each bad connection is answered or dropped as Node and grpc-js
  * do it (400 or 431 with `Connection: close`; GOAWAY then close; after the
  * listeners closed, refused), nothing is logged as an error, the requests in
- * flight complete, and the drain ends when they do — exit 0 within the
- * shutdown timeout + 100 ms, never held up to the drain timeout.
+ * flight complete, and the drain ends when they do — exit 0 before the
+ * shutdown deadline, never held up to the drain timeout. (The time from the
+ * signal to the exit is recorded, not asserted.)
  */
 import { assert, describe, it } from "@effect/vitest"
 import { randomBytes } from "node:crypto"
@@ -129,8 +130,14 @@ const trial = async () => {
   assert.deepStrictEqual(warnings(output), [], "bad input is not an error of the service")
   const report = shutdownReport(output)
   assert.deepStrictEqual(outcomes(report), ["api: done", "grpc: done", "jobs db: done", "jobs lease: done", "jobs: done", "web: done"])
-  assert.isAtMost(stopped.elapsedMs, LIMIT_MS, output)
-  assert.isBelow(stopped.elapsedMs, DRAIN_DELAY_MS + DRAIN_TIMEOUT_MS, "the drain ended with the requests, not at the drain timeout")
+  // Not `deadline`: it ended before its shutdown deadline.
+  assert.deepStrictEqual([report.ending, report.exitCode], ["graceful", 0], output)
+  // Each server's request was in flight at the drain and ended `done`, not `cut`: the drain ended with
+  // the requests, not at the drain timeout (which would have cut them).
+  for (const name of ["api", "web", "grpc"]) {
+    const row = report.rows.find((r) => r.name === name)
+    assert.deepInclude(row, { outcome: "done", inFlightAtDrain: 1, inFlightAtEnd: 0, detail: null }, output)
+  }
   return { stopped, failed, badConnections: duringDelay.length + afterClose.length }
 }
 

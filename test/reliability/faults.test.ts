@@ -5,10 +5,12 @@
  * unit that ignores interruption, a gRPC call past the drain timeout, a
  * slowloris client during the drain, SIGTERM during startup, SIGTERM twice.
  *
- * Each must end within its shutdown timeout + 100 ms — measured from the
- * signal the test sends to the child's exit — with every other resource of the
- * report `done`, the culprit named (in the report and the log), and the exit
- * code the README documents.
+ * Each must end before its shutdown deadline (the report's ending is not
+ * `deadline`, unless the scenario is about the deadline), with every other
+ * resource of the report `done`, the culprit named (in the report and the
+ * log), and the exit code the README documents. The time from the signal the
+ * test sends to the child's exit is recorded, not asserted (speed and latency
+ * targets live in bench/).
  */
 import * as grpc from "@grpc/grpc-js"
 import { assert, describe, it } from "@effect/vitest"
@@ -21,7 +23,7 @@ import { connect, get } from "../support/http.ts"
 import { lab, type Service, type Stopped } from "./support/lab.ts"
 import { size } from "./support/mode.ts"
 import { slowloris } from "./support/raw.ts"
-import { outcomes, shutdownReport, warnings } from "./support/report.ts"
+import { logLines, outcomes, shutdownReport, warnings } from "./support/report.ts"
 import { record } from "./support/results.ts"
 
 const { defer, service } = lab()
@@ -36,22 +38,22 @@ interface Expected {
   readonly exitCode: number
   /** The report's rows: the example's resources done, the culprit's outcome. */
   readonly rows: ReadonlyArray<string>
+  /** How the report says the run ended; `graceful` unless the scenario is about the shutdown deadline. */
+  readonly ending?: "graceful" | "deadline"
   /** It waited for something at least this long (a timeout that had to pass). */
   readonly atLeastMs?: number
-  /** It was over before this (a wait that must not have happened). */
-  readonly belowMs?: number
 }
 
-/** The promises every fault scenario keeps: exit code, report, time from the signal to the exit. */
+/** The promises every fault scenario keeps: exit code, report, ending (before the shutdown deadline). */
 const assertEnded = (child: Service, stopped: Stopped, expected: Expected) => {
   const output = child.output()
   const report = shutdownReport(output)
   assert.strictEqual(stopped.code, expected.exitCode, output)
   assert.strictEqual(report.exitCode, expected.exitCode)
   assert.deepStrictEqual(outcomes(report), [...expected.rows].sort(), output)
-  assert.isAtMost(stopped.elapsedMs, LIMIT_MS, `ends within the shutdown timeout + 100 ms:\n${output}`)
+  // Not `deadline`: it ended before its own shutdown deadline.
+  assert.strictEqual(report.ending, expected.ending ?? "graceful", output)
   if (expected.atLeastMs !== undefined) assert.isAtLeast(stopped.elapsedMs, expected.atLeastMs)
-  if (expected.belowMs !== undefined) assert.isBelow(stopped.elapsedMs, expected.belowMs, output)
   return report
 }
 
@@ -111,6 +113,7 @@ describe("fault injection", () => {
     const report = assertEnded(child, stopped, {
       exitCode: 1,
       rows: [...ALL_DONE, "broker: abandoned"],
+      ending: "deadline",
       atLeastMs: SHUTDOWN_TIMEOUT_MS
     })
     assert.strictEqual(report.ending, "deadline")
@@ -125,7 +128,8 @@ describe("fault injection", () => {
     const child = service({ ...timing, FAULT_FAILING_CLOSER: "1" })
     await child.listening()
     const stopped = await child.stop()
-    const report = assertEnded(child, stopped, { exitCode: 1, rows: [...ALL_DONE, "cache: failed"], belowMs: 1_000 })
+    // The failure held nothing up: no drain reached its timeout (that would make a row `cut`), no close was abandoned.
+    const report = assertEnded(child, stopped, { exitCode: 1, rows: [...ALL_DONE, "cache: failed"] })
     assert.strictEqual(report.rows.find((row) => row.name === "cache")?.detail, "cache: connection reset while flushing")
     assert.include(warnings(child.output()), "cache (closer) failed to close")
     return { stopped, note: "cache `failed`, detail: cache: connection reset while flushing" }
@@ -196,8 +200,12 @@ describe("fault injection", () => {
     // Opened during the drain delay, when the listeners still accept.
     const during = [slowloris(ports.api, 50), slowloris(ports.web, 50)]
     const stopped = await stopping
-    // Had the slowloris been waited for, the drain would have lasted until the drain timeout (300 ms + 1 s).
-    assertEnded(child, stopped, { exitCode: 0, rows: ALL_DONE, belowMs: 1_300 })
+    // Had the slowloris been waited for, the drain would have lasted until the drain timeout (300 ms + 1 s)
+    // and cut them: api and web would be `cut`, not `done`, with something still in flight at the end.
+    const report = assertEnded(child, stopped, { exitCode: 0, rows: ALL_DONE })
+    for (const name of ["api", "web"]) {
+      assert.deepInclude(report.rows.find((row) => row.name === name), { outcome: "done", inFlightAtEnd: 0, detail: null })
+    }
     const response = await inFlight
     assert.deepStrictEqual([response.status, response.headers.connection, response.body], [200, "close", "worked 600 ms\n"])
     const ends = await Promise.all([...before, ...during].map((client) => client.ended))
@@ -222,7 +230,10 @@ describe("fault injection", () => {
     defer(() => health.close())
     assert.deepStrictEqual([readiness.status, await health.check("")], [503, "NOT_SERVING"], "not ready while starting")
     const stopped = await child.stop()
-    assertEnded(child, stopped, { exitCode: 0, rows: [...ALL_DONE, "migrations: done"], belowMs: 500 })
+    assertEnded(child, stopped, { exitCode: 0, rows: [...ALL_DONE, "migrations: done"] })
+    // The quit event's own log line: the listeners close at once, the 500ms drain delay skipped.
+    const quitEvent = logLines(child.output()).find((line) => line.message.startsWith("quit event (SIGTERM)"))?.message
+    assert.include(quitEvent, "quit event (SIGTERM): draining; listeners close in 0, ", child.output())
     assert.include(child.output(), "migrations closed")
     assert.notInclude(child.output(), "migrations done")
     return { stopped, note: "readiness 503 and gRPC NOT_SERVING while starting; the 500ms drain delay skipped" }
@@ -240,10 +251,11 @@ describe("fault injection", () => {
     const elapsedMs = stopped.elapsedMs + stopped.sentAt - first
     const output = child.output()
     assert.strictEqual(stopped.code, 143, output)
-    assert.isAtMost(elapsedMs, LIMIT_MS)
-    assert.isAtMost(stopped.elapsedMs, 100, "exits at once after the second signal")
     const report = shutdownReport(output)
+    // `forced`, not `deadline` nor `graceful`: the second signal ended it before the shutdown deadline.
     assert.deepStrictEqual([report.ending, report.exitCode], ["forced", 143])
+    // At once: before the drain deadline, which would have cut the request in flight (and logged it).
+    assert.isFalse(warnings(output).some((message) => message.includes(": cutting ")), output)
     // The job queue's database waits for the API that enqueues into it.
     const stillOpen = "jobs db (closer, not yet closing); jobs lease (worker, not yet closing); api (http, closing, 1 in flight)"
     assert.include(warnings(output), `SIGTERM received again during shutdown; exiting now; still open: ${stillOpen}`)

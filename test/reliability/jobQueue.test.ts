@@ -7,9 +7,10 @@
  *
  * The promise: after every kill, every job is pending, claimed or done, and a
  * done job has exactly one result (the example writes it in the transaction
- * that marks the job done); a SIGTERM exits 0 within the shutdown timeout +
- * 100 ms with nothing cut. In the end, a last process finishes the rest: all
- * jobs done, 0 lost, 0 done twice.
+ * that marks the job done); a SIGTERM exits 0 before its shutdown deadline
+ * (the report's ending is `graceful`) with nothing cut. In the end, a last
+ * process finishes the rest: all jobs done, 0 lost, 0 done twice. The time
+ * from each SIGTERM to the exit is recorded, not asserted.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { DatabaseSync } from "node:sqlite"
@@ -84,9 +85,10 @@ const killOnce = async (path: string, signal: Kill["signal"], first: boolean): P
   const beforeRunMain = signal === "SIGTERM" && duringStartup && stopped.code === null && output === ""
   if (signal === "SIGTERM" && !beforeRunMain) {
     assert.strictEqual(stopped.code, 0, output)
-    assert.isAtMost(stopped.elapsedMs, LIMIT_MS, output)
     // Killed before its layers were built, it may have no report rows yet; those it has are done.
     const report = shutdownReport(output)
+    // Not `deadline`: it ended before its shutdown deadline.
+    assert.deepStrictEqual([report.ending, report.exitCode], ["graceful", 0], output)
     for (const row of report.rows) assert.strictEqual(row.outcome, "done", output)
     inProgress = report.rows.find((row) => row.name === "jobs")?.inFlightAtDrain ?? 0
   } else assert.strictEqual(stopped.code, null, "killed by the signal")

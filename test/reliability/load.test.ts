@@ -7,8 +7,9 @@
  * full suite, 3 in `npm test`.
  *
  * The promise, in every trial: every request sent before the signal completes
- * successfully (0 failed), no job is lost or done twice, exit 0 within the
- * shutdown timeout + 100 ms.
+ * successfully (0 failed), no job is lost or done twice, exit 0 before the
+ * shutdown deadline (the report says `graceful`) with nothing cut. The time
+ * from the signal to the exit is recorded, not asserted.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { type DemoResult, defaults, runDemo } from "../../examples/demo.ts"
@@ -44,8 +45,26 @@ const assertTrial = (r: DemoResult) => {
   assert.strictEqual(r.inFlightFinishedOk, r.inFlightAtSignal, context)
   assert.deepInclude(r.jobs, { lost: 0, doneTwice: 0, claimed: 0 }, context)
   assert.strictEqual(r.exitCode, 0, context)
+  // `graceful`, not `deadline`: it ended before its shutdown deadline.
   assert.match(r.report, /shutdown report: SIGTERM, graceful, exit 0/)
-  assert.isAtMost(r.signalToExitMs, LIMIT_MS, context)
+  // Every row `done`: no drain reached its timeout (a row would be `cut`), no close was abandoned.
+  const outcomes = reportOutcomes(r.report)
+  assert.isNotEmpty(outcomes, context)
+  assert.deepStrictEqual(outcomes.filter((outcome) => outcome !== "done"), [], context)
+}
+
+/** The outcome column of the text report: the rows after its header line, up to the first that is not indented. */
+const reportOutcomes = (report: string): ReadonlyArray<string> => {
+  const lines = report.split("\n")
+  const header = lines.findIndex((line) => /^\s+name\s+kind\s+outcome\s/.test(line))
+  if (header === -1) return []
+  const at = lines[header]!.indexOf("outcome")
+  const outcomes: Array<string> = []
+  for (const line of lines.slice(header + 1)) {
+    if (!/^\s+\S/.test(line)) break
+    outcomes.push(line.slice(at).split(/\s{2}/)[0]!)
+  }
+  return outcomes
 }
 
 describe("SIGTERM under sustained load", () => {

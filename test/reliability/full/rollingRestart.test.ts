@@ -9,9 +9,10 @@
  * three rounds (six restarts).
  *
  * The promise: 0 failed requests at the client, over the whole run; each old
- * instance exits 0 within its shutdown timeout + 100 ms, HAProxy having marked
- * it DOWN within its drain delay (readiness fails at once; the listeners close
- * only after the delay).
+ * instance exits 0 before its shutdown deadline (its report says `graceful`),
+ * HAProxy having marked it DOWN while its listeners still accepted (readiness
+ * fails at once; the listeners close only after the drain delay). The times
+ * are recorded, not asserted.
  *
  * Full suite only (`npm run test:reliability`, which installs HAProxy first):
  * without HAProxy this fails, it is not skipped.
@@ -21,6 +22,7 @@ import { setTimeout as sleep } from "node:timers/promises"
 import { startLoad } from "../../../examples/demo/load.ts"
 import { backends, type Check, makeSlots, type Slot, startHaproxy } from "../support/haproxy.ts"
 import { lab, type Service } from "../support/lab.ts"
+import { connect } from "../../support/http.ts"
 import { outcomes, shutdownReport } from "../support/report.ts"
 import { record, spread } from "../support/results.ts"
 
@@ -79,13 +81,21 @@ describe("rolling restart behind HAProxy", () => {
         const signalAt = performance.now()
         const stopping = instance.stop()
         const downAt = await proxy.waitFor(old.name, "DOWN")
+        // Observed after DOWN: connections to the old instance are still accepted, its listeners still open.
+        const atDown = await Promise.all([connect(old.api), connect(old.web), connect(old.grpc)])
         const stopped = await stopping
         running.delete(old)
         const output = instance.output()
         assert.strictEqual(stopped.code, 0, output)
-        assert.isAtMost(stopped.elapsedMs, LIMIT_MS, output)
-        assert.isBelow(downAt - signalAt, DRAIN_DELAY_MS, "HAProxy stopped routing to it before its listeners closed")
-        assert.deepStrictEqual(outcomes(shutdownReport(output)), [
+        const report = shutdownReport(output)
+        // Not `deadline`: it ended before its shutdown deadline.
+        assert.deepStrictEqual([report.ending, report.exitCode], ["graceful", 0], output)
+        assert.deepStrictEqual(
+          atDown,
+          ["connected", "connected", "connected"],
+          "HAProxy stopped routing to it before its listeners closed"
+        )
+        assert.deepStrictEqual(outcomes(report), [
           "api: done",
           "grpc: done",
           "jobs db: done",

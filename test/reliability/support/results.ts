@@ -24,7 +24,7 @@ export interface Figures {
   readonly failures?: number | undefined
   /** From the signal to the child's exit, per trial, in milliseconds. */
   readonly signalToExitMs: ReadonlyArray<number>
-  /** The bound those times are held to (shutdown timeout + 100 ms), if any. */
+  /** The target to read those times against (shutdown timeout + 100 ms), if any: recorded, not asserted. */
   readonly limitMs?: number | undefined
   readonly exitCodes: ReadonlyArray<number | null>
   /** Anything else worth quoting, in words. */
