@@ -19,7 +19,7 @@
  * @since 0.1.0
  */
 import type { Layer } from "effect"
-import { Cause, Effect, Exit, Layer as L, Runtime } from "effect"
+import { Cause, Effect, Exit, Layer as L, Runtime, Stream } from "effect"
 import { loggerLayer, make } from "./internal/core/layer.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
 import * as Options from "./Options.ts"
@@ -42,13 +42,30 @@ const toEffect = <E>(program: Program<E>): Effect.Effect<unknown, E, Quit.Quit> 
   isLayer(program) ? Shutdown.launch(program) : Effect.andThen(Quit.markRunning, program)
 
 /**
+ * Options of {@link runMain}: the shutdown's options, and what it tells a
+ * parent process.
+ *
+ * @since 0.1.0
+ */
+export interface RunOptions extends Options.Input {
+  /**
+   * Send `'ready'` to the parent process once the program runs, when there is
+   * one (`process.send`: PM2 — `wait_ready` —, Node's cluster, a parent that
+   * forked it). Default `true`. The layers never send anything themselves.
+   */
+  readonly sendReady?: boolean | undefined
+}
+
+/**
  * Runs a program as the process's main, on Effect's `Runtime.makeRunMain`.
  *
  * 1. Resolves the options (environment over `options` over defaults). Bad
  *    configuration is logged, naming the variable and its value, and the
  *    process exits 1 before the program starts.
- * 2. Builds the layers (phase `starting`), then phase `running`.
- * 3. The first of the configured signals fires the quit event; the
+ * 2. Builds the layers (phase `starting`), then phase `running`; with a
+ *    parent process (PM2, Node's cluster), sends it `'ready'` then.
+ * 3. The first of the configured signals — or PM2's `'shutdown'` message
+ *    (`shutdown_with_message`, and on Windows) — fires the quit event; the
  *    shutdown sequence of `Shutdown.run` follows. A signal while still
  *    starting releases what was acquired and exits 0. (A signal before
  *    `runMain` is called, while Node still loads the program, gets Node's
@@ -68,8 +85,9 @@ const toEffect = <E>(program: Program<E>): Effect.Effect<unknown, E, Quit.Quit> 
  * ```
  * @since 0.1.0
  */
-export const runMain = <E>(program: Program<E>, options: Options.Input = {}): void => {
-  const loaded = Effect.runSyncExit(Options.load(options))
+export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void => {
+  const { sendReady = true, ...input } = options
+  const loaded = Effect.runSyncExit(Options.load(input))
   if (Exit.isFailure(loaded)) {
     const format = process.env["LOG_FORMAT"] === "json" ? "json" : "text"
     const error = Cause.squash(loaded.cause)
@@ -94,7 +112,8 @@ export const runMain = <E>(program: Program<E>, options: Options.Input = {}): vo
   // The exit follows the report at once: waiting for the main fiber's end
   // would cost a turn of the event loop. Should the fiber end otherwise
   // (a defect in the runner itself), its observer exits 1.
-  const main = Shutdown.run(toEffect(program)).pipe(
+  const ready = sendReady ? Effect.forkDetach(announceReady(quit)) : Effect.void
+  const main = Effect.andThen(ready, Shutdown.run(toEffect(program))).pipe(
     Effect.tap((report) => Report.log(report, resolved.logFormat)),
     Effect.flatMap((report) => Effect.sync(() => exit(report.exitCode))),
     Effect.provideService(QuitService, quit),
@@ -104,6 +123,18 @@ export const runMain = <E>(program: Program<E>, options: Options.Input = {}): vo
     fiber.addObserver(() => exit(1))
   })(main, { disableErrorReporting: true })
 }
+
+/**
+ * Sends `'ready'` to the parent process once the phase is `running` (never if
+ * the program stops before it runs, or if there is no parent).
+ */
+const announceReady = (quit: QuitImpl): Effect.Effect<void> =>
+  Effect.andThen(
+    Stream.runDrain(Stream.takeUntil(quit.phases, (change) => change.phase !== "starting")),
+    Effect.sync(() => {
+      if (quit.phase.phase === "running" && process.send !== undefined && process.connected) process.send("ready")
+    })
+  )
 
 /**
  * Installs the process listeners; returns the function that removes them.
@@ -119,12 +150,21 @@ const install = (quit: QuitImpl, log: (effect: Effect.Effect<void>) => void): ()
     log(Effect.logError(`${kind} outside Effect; shutting down`, Cause.die(error)))
     quit.fail(Quit.failure(kind, error))
   }
+  // PM2's message in place of a signal (`shutdown_with_message`, Windows).
+  const onMessage = (message: unknown) => {
+    if (message === "shutdown" && !signalled) {
+      signalled = true
+      quit.fire(Quit.requested("shutdown message"))
+    }
+  }
   const onException = onFailure("uncaught exception")
   const onRejection = onFailure("unhandled rejection")
   for (const signal of quit.options.signals) process.on(signal, onSignal)
   process.on("uncaughtException", onException)
   process.on("unhandledRejection", onRejection)
+  if (process.send !== undefined) process.on("message", onMessage)
   return () => {
+    process.removeListener("message", onMessage)
     for (const signal of quit.options.signals) process.removeListener(signal, onSignal)
     process.removeListener("uncaughtException", onException)
     process.removeListener("unhandledRejection", onRejection)

@@ -12,15 +12,21 @@ export interface Child {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>
   signal(signal: NodeJS.Signals): number
   exited(timeoutMs?: number): Promise<{ readonly code: number | null; readonly at: number }>
+  /** With `ipc`: the messages the child sent, in order, and a way to send it one. */
+  messages(): ReadonlyArray<unknown>
+  send(message: unknown): void
 }
 
 export const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
 
-export const start = (file: string, env: Record<string, string> = {}): Child => {
+export const start = (file: string, env: Record<string, string> = {}, options: { readonly ipc?: boolean } = {}): Child => {
   const child = spawn(process.execPath, [file], {
     env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"]
+    // With `ipc`, the child has `process.send`, as under PM2 or Node's cluster.
+    stdio: options.ipc === true ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"]
   })
+  const messages: Array<unknown> = []
+  child.on("message", (message) => messages.push(message))
   let output = ""
   const listeners = new Set<() => void>()
   const onData = (chunk: Buffer) => {
@@ -60,6 +66,8 @@ export const start = (file: string, env: Record<string, string> = {}): Child => 
       child.kill(signal)
       return performance.now()
     },
+    messages: () => messages,
+    send: (message) => child.send(message as string),
     exited: (timeoutMs = 15_000) =>
       Promise.race([
         exit,
