@@ -33,8 +33,8 @@ export const start = (file: string, env: Record<string, string> = {}, options: {
     output += chunk.toString()
     for (const listener of listeners) listener()
   }
-  child.stdout.on("data", onData)
-  child.stderr.on("data", onData)
+  child.stdout!.on("data", onData)
+  child.stderr!.on("data", onData)
   // "exit" may come before the last output is read; "close" comes after the
   // stdio streams have ended, so output() is complete when exited() resolves.
   // The time is taken at "exit", when the process ended.
