@@ -13,9 +13,10 @@
  *   curl 'localhost:8080/work?ms=5000' & sleep 1; kill -TERM <pid>
  *
  * Settings: PORT, WEB_PORT, GRPC_PORT, HOST, REUSE_PORT (SO_REUSEPORT, for a
- * handoff: examples/handoff.ts), HEALTH_PORT (probes on a port of their own),
- * JOBS_DB, JOBS_LEASE, WORKERS, JOB_MS, DRAIN_DELAY, DRAIN_TIMEOUT,
- * SHUTDOWN_TIMEOUT, LOG_FORMAT=json.
+ * handoff: examples/handoff.ts), HEALTH_PORT (probes and Prometheus /metrics
+ * on a port of their own), JOBS_DB, JOBS_LEASE, WORKERS, JOB_MS, DRAIN_DELAY,
+ * DRAIN_TIMEOUT, SHUTDOWN_TIMEOUT, PROGRESS_INTERVAL (the shutdown's progress
+ * line, every 1 s by default; 0: off), LOG_FORMAT=json.
  */
 import { Main } from "../src/index.ts"
 import { App } from "./service/app.ts"

@@ -24,6 +24,7 @@ import { Context, Duration, Effect, Layer, Result, Stream } from "effect"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import { decodeDuration, type DurationInput, InvalidOption } from "./internal/core/options.ts"
+import { PrometheusMetrics } from "effect/observability"
 import { current, type QuitImpl } from "./internal/core/quit.ts"
 import type { Verdict } from "./internal/core/readiness.ts"
 import { type BindError, describeAddress, listen } from "./internal/http/listen.ts"
@@ -41,6 +42,15 @@ export interface ProbeOptions {
   readonly livenessPath?: string | undefined
   /** A 503 body lists the reasons, one per line: `db: timed out after 500ms`. */
   readonly detail?: boolean | undefined
+  /**
+   * Serve the metrics in the Prometheus text format (through Effect's
+   * `PrometheusMetrics`): `true` at `/metrics`, or at the path given. Off by
+   * default. The library's series are there with the program's own:
+   * `effect_graceful_in_flight`, `_units_started_total` and `_units_cut_total`
+   * per group, `effect_graceful_phase`, `_since_quit_seconds`,
+   * `_shutdown_duration_seconds`, the workers' and gRPC servers' series.
+   */
+  readonly metrics?: boolean | string | undefined
 }
 
 /**
@@ -200,7 +210,10 @@ export const markNotReady = (reason: string): Effect.Effect<void, never, Quit.Qu
  */
 export const markReady: Effect.Effect<void, never, Quit.Quit> = Effect.flatMap(current, (quit) => quit.readiness.setMark(undefined))
 
-const answer = (response: Reply, method: string | undefined, status: number, body: string) => {
+const TEXT = "text/plain; charset=utf-8"
+const PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+const answer = (response: Reply, method: string | undefined, status: number, body: string, contentType = TEXT) => {
   const head = method === "HEAD"
   if (!head && method !== "GET") {
     response.statusCode = 405
@@ -210,7 +223,7 @@ const answer = (response: Reply, method: string | undefined, status: number, bod
     return
   }
   response.statusCode = status
-  response.setHeader("content-type", "text/plain; charset=utf-8")
+  response.setHeader("content-type", contentType)
   response.setHeader("content-length", Buffer.byteLength(body))
   response.setHeader("cache-control", "no-store")
   response.end(head ? "" : body)
@@ -223,6 +236,7 @@ export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler
   const readiness = options.readinessPath ?? "/readyz"
   const liveness = options.livenessPath ?? "/livez"
   const detail = options.detail === true
+  const metrics = options.metrics === true ? "/metrics" : typeof options.metrics === "string" ? options.metrics : undefined
   const reply = (response: Reply, method: string | undefined, reasons: Verdict) =>
     reasons.length === 0
       ? answer(response, method, 200, "ready\n")
@@ -240,6 +254,10 @@ export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler
     }
     if (path === liveness) {
       answer(response, request.method, 200, "alive\n")
+      return true
+    }
+    if (path === metrics) {
+      answer(response, request.method, 200, PrometheusMetrics.formatUnsafe(quit.context), PROMETHEUS)
       return true
     }
     return false
@@ -304,8 +322,8 @@ export class Server extends Context.Service<Server, {
 export const layer = (options: Options = {}): Layer.Layer<Server, BindError, Quit.Quit> =>
   Layer.effect(Server, Effect.gen(function*() {
     const quit = yield* current
-    const { detail, livenessPath, readinessPath, ...listenOptions } = options
-    const probes = makeHandler(quit, { detail, livenessPath, readinessPath })
+    const { detail, livenessPath, metrics, readinessPath, ...listenOptions } = options
+    const probes = makeHandler(quit, { detail, livenessPath, metrics, readinessPath })
     const server = Http.createServer((request, response) => {
       if (!probes(request, response)) response.writeHead(404, { "content-length": 0 }).end()
     })

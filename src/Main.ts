@@ -18,8 +18,8 @@
  *
  * @since 0.1.0
  */
-import type { Layer } from "effect"
-import { Cause, Effect, Exit, Layer as L, Runtime, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Runtime, Scope, Stream } from "effect"
+import { bounded } from "./internal/core/bounded.ts"
 import { loggerLayer, make } from "./internal/core/layer.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
 import * as Options from "./Options.ts"
@@ -36,7 +36,7 @@ import * as Shutdown from "./Shutdown.ts"
  */
 export type Program<E> = Layer.Layer<never, E, Quit.Quit> | Effect.Effect<unknown, E, Quit.Quit>
 
-const isLayer = <E>(program: Program<E>): program is Layer.Layer<never, E, Quit.Quit> => L.isLayer(program)
+const isLayer = <E>(program: Program<E>): program is Layer.Layer<never, E, Quit.Quit> => Layer.isLayer(program)
 
 const toEffect = <E>(program: Program<E>): Effect.Effect<unknown, E, Quit.Quit> =>
   isLayer(program) ? Shutdown.launch(program) : Effect.andThen(Quit.markRunning, program)
@@ -54,6 +54,14 @@ export interface RunOptions extends Options.Input {
    * forked it). Default `true`. The layers never send anything themselves.
    */
   readonly sendReady?: boolean | undefined
+  /**
+   * Layers that outlive the program: a tracer (`OtlpTracer.layer`), an OTLP
+   * logger or metrics exporter. Built before the program and provided to it;
+   * the shutdown's own spans go through them; released after the report —
+   * flushing what they buffered — for at most 1 s, on every exit, the forced
+   * ones too. Failing to build them is logged, and the process exits 1.
+   */
+  readonly telemetry?: Layer.Layer<never, unknown> | undefined
 }
 
 /**
@@ -74,7 +82,9 @@ export interface RunOptions extends Options.Input {
  * 5. An uncaught exception or unhandled rejection outside Effect is logged,
  *    fires the quit event so that everything drains, and makes the exit code 1.
  * 6. The shutdown report is written through the `Logger` (`LOG_FORMAT=json` for
- *    JSON lines), then the process exits.
+ *    JSON lines) and the shutdown's spans go to the `Tracer`; the `telemetry`
+ *    layers are released (their exporters flush, for at most 1 s); then the
+ *    process exits.
  *
  * @example
  * ```ts
@@ -86,7 +96,7 @@ export interface RunOptions extends Options.Input {
  * @since 0.1.0
  */
 export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void => {
-  const { sendReady = true, ...input } = options
+  const { sendReady = true, telemetry, ...input } = options
   const loaded = Effect.runSyncExit(Options.load(input))
   if (Exit.isFailure(loaded)) {
     const format = process.env["LOG_FORMAT"] === "json" ? "json" : "text"
@@ -113,9 +123,12 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   // would cost a turn of the event loop. Should the fiber end otherwise
   // (a defect in the runner itself), its observer exits 1.
   const ready = sendReady ? Effect.forkDetach(announceReady(quit)) : Effect.void
-  const main = Effect.andThen(ready, Shutdown.run(toEffect(program))).pipe(
+  const run = Effect.andThen(ready, Shutdown.run(toEffect(program))).pipe(
     Effect.tap((report) => Report.log(report, resolved.logFormat)),
-    Effect.flatMap((report) => Effect.sync(() => exit(report.exitCode))),
+    Effect.map((report) => report.exitCode)
+  )
+  const main = (telemetry === undefined ? run : withTelemetry(telemetry, run)).pipe(
+    Effect.flatMap((code) => Effect.sync(() => exit(code))),
     Effect.provideService(QuitService, quit),
     Effect.provide(logger)
   )
@@ -123,6 +136,29 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
     fiber.addObserver(() => exit(1))
   })(main, { disableErrorReporting: true })
 }
+
+const FLUSH = Duration.seconds(1)
+
+/**
+ * Runs `run` with the telemetry layers built around it, then releases them
+ * (their exporters flush) for at most {@link FLUSH}; its exit code. A build
+ * failure is exit code 1, its cause logged, before the program starts.
+ */
+const withTelemetry = <R>(
+  telemetry: Layer.Layer<never, unknown>,
+  run: Effect.Effect<number, never, R>
+): Effect.Effect<number, never, R> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const built = yield* Effect.exit(Layer.buildWithScope(telemetry, scope))
+    if (Exit.isFailure(built)) {
+      yield* Effect.logError("the telemetry layers failed to build", built.cause)
+      return 1
+    }
+    const code = yield* Effect.provide(run, built.value)
+    yield* bounded(Scope.close(scope, Exit.void), Effect.sleep(FLUSH))
+    return code
+  })
 
 /**
  * Sends `'ready'` to the parent process once the phase is `running` (never if

@@ -18,14 +18,15 @@
  *
  * @since 0.1.0
  */
-import type { Duration, Layer, Scope } from "effect"
-import { Effect, Option, Stream } from "effect"
+import type { Layer, Scope } from "effect"
+import { Duration, Effect, Option, Stream } from "effect"
 import { dual } from "effect/Function"
 import { type CloseFunction, toEffect } from "./internal/core/close.ts"
 import * as closers from "./internal/core/closers.ts"
 import * as group_ from "./internal/core/group.ts"
 import * as layer_ from "./internal/core/layer.ts"
 import * as options_ from "./internal/core/options.ts"
+import type * as progress_ from "./internal/core/progress.ts"
 import * as internal from "./internal/core/quit.ts"
 import type * as Options from "./Options.ts"
 
@@ -221,6 +222,46 @@ export const deadlines: Effect.Effect<Option.Option<Deadlines>, never, Quit> = Q
  */
 export const timeLeft = (deadline: Deadline): Effect.Effect<Duration.Duration, never, Quit> =>
   Effect.map(internal.current, (quit) => quit.timeLeft(deadline))
+
+/**
+ * What a shutdown still waits on: the time since the quit event, every
+ * resource not closed yet (a group with its units in flight, a closer), and
+ * the next deadline with the time left to it.
+ *
+ * @since 0.1.0
+ */
+export type Progress = progress_.Progress
+
+/**
+ * The shutdown's progress as data, for a dashboard or a log of your own: from
+ * the quit event, at once and then every `every` (default: the
+ * `progressInterval` option — `PROGRESS_INTERVAL`, 1 s — or 1 s if that is
+ * 0), ending at phase `stopped`. The runner's own progress log line is the
+ * same data in words. Fails with `InvalidOption` for an `every` that is not a
+ * positive duration.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Quit } from "effect-graceful"
+ * const waitingOn = Quit.progress("500 millis").pipe(
+ *   Stream.runForEach((p) => Effect.log(p.open.map((resource) => resource.name).join(", ")))
+ * )
+ * ```
+ * @since 0.1.0
+ */
+export const progress = (every?: Options.DurationInput): Stream.Stream<Progress, Options.InvalidOption, Quit> =>
+  Stream.unwrap(Effect.gen(function*() {
+    const quit = yield* internal.current
+    const fallback = quit.options.progressInterval
+    const interval = every === undefined
+      ? (Duration.isZero(fallback) ? Duration.seconds(1) : fallback)
+      : yield* options_.durationOr(every, fallback, "Quit.progress interval")
+    if (Duration.isZero(interval)) {
+      return yield* new options_.InvalidOption({ variable: "Quit.progress interval", value: String(every), reason: "must be more than 0" })
+    }
+    return quit.progressEvery(interval)
+  }))
 
 // ---- phases ----------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import { first as firstOf } from "./internal/core/first.ts"
 import { finish } from "./internal/core/layer.ts"
 import { InvalidOption } from "./internal/core/options.ts"
 import { current, describeReason, type Quit, type QuitImpl } from "./internal/core/quit.ts"
+import { traceShutdown } from "./internal/core/trace.ts"
 import type * as Report from "./Report.ts"
 
 /**
@@ -114,6 +115,7 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
       totalMillis: quit.now() - deadlines.fired,
       rows
     }
+    traceShutdown(yield* Effect.tracer, quit, report)
     return report
   })
 

@@ -1,7 +1,7 @@
 /**
  * The example service as one layer: the Effect API, the Express app, the gRPC
- * service, the job pool and, when HEALTH_PORT is set, probes on a port of
- * their own — all on the job queue's database, which closes after them. It
+ * service, the job pool and, when HEALTH_PORT is set, probes and /metrics on
+ * a port of their own — all on the job queue's database, which closes after them. It
  * logs the ports it bound in one line once everything listens.
  *
  * `examples/main.ts` runs it; the reliability suite composes it with fault
@@ -21,7 +21,8 @@ import { Web, webServer } from "./web.ts"
 
 export const App = Layer.unwrap(Effect.gen(function*() {
   const config = yield* ServiceConfig
-  const Probes = config.healthPort === undefined ? Layer.empty : Health.layer({ port: config.healthPort })
+  // The probes and /metrics (Prometheus) on a port of their own.
+  const Probes = config.healthPort === undefined ? Layer.empty : Health.layer({ port: config.healthPort, metrics: true })
   return Layer.mergeAll(
     Api(config.port, config.host, config.reusePort),
     Web(config.webPort, config.host, config.reusePort),

@@ -5,11 +5,12 @@
  *
  * @internal
  */
-import { Context, Effect, Layer, Logger, Option, PubSub, Scope } from "effect"
+import { Context, Effect, Layer, Logger, Option, PubSub, Scope, Tracer } from "effect"
 import { drain } from "./group.ts"
 import { describeTiming, InvalidOption, load, type Input, type Options, same } from "./options.ts"
-import { type PhaseChange, Quit, QuitImpl } from "./quit.ts"
+import { describeReason, type PhaseChange, Quit, QuitImpl } from "./quit.ts"
 import * as signals from "./signals.ts"
+import { traceShutdown } from "./trace.ts"
 
 /** @internal */
 export const make = (
@@ -74,6 +75,7 @@ const build = (input: Input, phase: "starting" | "running", holder: Scope.Scope 
         quit.fire({ _tag: "Released" })
         yield* finish(quit)
         quit.setPhase("stopped")
+        traceShutdown(Context.get(quit.context, Tracer.Tracer), quit, { reason: describeReason(quit.reason!) })
       }).pipe(Effect.ensuring(Effect.sync(() => {
         unlisten()
         quit.stopKeeper()

@@ -22,6 +22,8 @@ export interface Options {
   readonly closeTimeout: D.Duration
   readonly signals: ReadonlyArray<NodeJS.Signals>
   readonly logFormat: "text" | "json"
+  /** How often the shutdown logs what it still waits on; zero: never. */
+  readonly progressInterval: D.Duration
   readonly origins: { readonly [T in Timing]: Origin }
 }
 
@@ -36,6 +38,7 @@ export interface Input {
   readonly closeTimeout?: DurationInput | undefined
   readonly signals?: ReadonlyArray<NodeJS.Signals> | undefined
   readonly logFormat?: "text" | "json" | undefined
+  readonly progressInterval?: DurationInput | undefined
 }
 
 /** The environment variable of each timing. @internal */
@@ -45,6 +48,9 @@ export const VARIABLES: { readonly [T in Timing]: string } = {
   closeTimeout: "CLOSE_TIMEOUT",
   shutdownTimeout: "SHUTDOWN_TIMEOUT"
 }
+
+/** How often a shutdown logs its progress when nothing says otherwise. @internal */
+export const DEFAULT_PROGRESS_INTERVAL = D.seconds(1)
 
 /** The shutdown timeout when none is set, and the drain delay. @internal */
 export const DEFAULT_SHUTDOWN_TIMEOUT = D.seconds(30)
@@ -262,7 +268,20 @@ export const load = (input: Input = {}): Effect.Effect<Options, InvalidOption> =
       () => input.signals ?? ["SIGTERM", "SIGINT"]
     )
     const logFormat: "text" | "json" = Option.getOrElse(yield* fromEnv("LOG_FORMAT", parseLogFormat), () => input.logFormat ?? "text")
-    const options: Options = { ...timings, signals, logFormat }
+    const progressInterval = Option.getOrElse(
+      yield* fromEnv("PROGRESS_INTERVAL", parseDuration),
+      () => input.progressInterval
+    )
+    const options: Options = {
+      ...timings,
+      signals,
+      logFormat,
+      progressInterval: progressInterval === undefined
+        ? DEFAULT_PROGRESS_INTERVAL
+        : D.isDuration(progressInterval)
+        ? progressInterval
+        : yield* Effect.fromResult(decodeDuration(progressInterval, "progressInterval option"))
+    }
     return options
   })
 
@@ -300,7 +319,7 @@ export const componentTimeout = (
 /** Two resolved options that say the same. @internal */
 export const same = (a: Options, b: Options): boolean =>
   (["drainDelay", "drainTimeout", "closeTimeout", "shutdownTimeout"] as const).every((t) => D.equals(a[t], b[t])) &&
-  a.logFormat === b.logFormat && a.signals.join() === b.signals.join()
+  a.logFormat === b.logFormat && a.signals.join() === b.signals.join() && D.equals(a.progressInterval, b.progressInterval)
 
 /** A duration given in code, or `fallback` when not given. @internal */
 export const durationOr = (

@@ -6,11 +6,13 @@
  * @internal
  */
 import type { Clock, Scope } from "effect"
-import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, PubSub, Stream } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Fiber, PubSub, Schedule, Stream } from "effect"
 import { bounded } from "./bounded.ts"
 import { InFlight } from "./inFlight.ts"
-import { Readiness } from "./readiness.ts"
 import type { Options } from "./options.ts"
+import * as metrics from "./metrics.ts"
+import * as progress from "./progress.ts"
+import { Readiness } from "./readiness.ts"
 import { type Closed, Entry } from "./registry.ts"
 import type { Row } from "./report.ts"
 
@@ -120,6 +122,7 @@ export class QuitImpl implements Service {
   readonly context: Context.Context<never>
   readonly #phases: PubSub.PubSub<PhaseChange>
   readonly #history: Array<PhaseChange> = []
+  readonly #stopped = Deferred.makeUnsafe<void>()
   readonly #fired = Deferred.makeUnsafe<Reason>()
   readonly #forced = Deferred.makeUnsafe<NodeJS.Signals>()
   readonly entries: Array<Entry> = []
@@ -150,6 +153,7 @@ export class QuitImpl implements Service {
     this.readiness = new Readiness(this.#runFork)
     this.#phases = phases
     this.setPhase(initial)
+    metrics.register(this, context)
   }
 
   now(): number {
@@ -178,7 +182,34 @@ export class QuitImpl implements Service {
     const change = { phase, at: this.now() }
     this.#history.push(change)
     PubSub.publishUnsafe(this.#phases, change)
+    if (phase === "stopped") {
+      Deferred.doneUnsafe(this.#stopped, Exit.void)
+      this.stopKeeper()
+    }
     return true
+  }
+
+  // ---- progress ------------------------------------------------------------
+
+  /** What the shutdown still waits on; `undefined` before the quit event. */
+  progress(): progress.Progress | undefined {
+    const deadlines = this.deadlines
+    return deadlines === undefined ? undefined : progress.snapshot({ entries: this.entries, deadlines, now: this.now() })
+  }
+
+  /** From the quit event: the progress at once, then every `every`, until phase `stopped`. */
+  progressEvery(every: Duration.Duration): Stream.Stream<progress.Progress> {
+    const tick = Effect.sync(() => this.progress()!)
+    return Stream.unwrap(Effect.as(this.fired, Stream.fromEffectSchedule(tick, Schedule.spaced(every)))).pipe(
+      Stream.interruptWhen(Deferred.await(this.#stopped))
+    )
+  }
+
+  // Every `progressInterval` from the quit event, a line saying what is still open.
+  #logProgress(): Effect.Effect<void> {
+    const every = this.options.progressInterval
+    if (Duration.isZero(every)) return Effect.void
+    return Effect.forever(Effect.andThen(Effect.sleep(every), Effect.suspend(() => Effect.logInfo(progress.describe(this.progress()!)))))
   }
 
   // ---- the quit event ------------------------------------------------------
@@ -224,7 +255,9 @@ export class QuitImpl implements Service {
     }
     this.setPhase("draining")
     Deferred.doneUnsafe(this.#fired, Exit.succeed(reason))
-    this.#keeper = this.#runFork(this.#keep(this.deadlines))
+    this.#keeper = this.#runFork(
+      Effect.all([this.#keep(this.deadlines), this.#logProgress()], { concurrency: "unbounded", discard: true })
+    )
     return true
   }
 
