@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Metric, Queue, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { Quit } from "../src/index.ts"
+import { Quit, Shutdown } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
 import { current, rows } from "./support/quit.ts"
 
@@ -120,6 +120,19 @@ describe("in-flight tracking", () => {
       release()
       assert.strictEqual(yield* group.inFlight, 1)
     })))
+
+  it.effect("a tracked unit forked as the program's last step is counted and waited for, not lost", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const unit = Effect.andThen(Effect.sleep("200 millis"), Effect.sync(() => log.push("receipt sent")))
+      const program = Effect.andThen(Quit.markRunning, unit.pipe(Quit.track("receipts"), Effect.forkDetach))
+      const run = yield* Effect.forkChild(Shutdown.run(program), { startImmediately: true })
+      yield* TestClock.adjust("200 millis")
+      const report = yield* Fiber.join(run)
+      assert.deepStrictEqual(log, ["receipt sent"])
+      assert.deepInclude(report.rows.find((row) => row.name === "receipts"), { kind: "task", outcome: "done", inFlightAtEnd: 0 })
+      assert.strictEqual(report.totalMillis, 200, "the exit waited for it")
+    }).pipe(Effect.provide(Quit.layer({}, { phase: "starting" }))))
 
   it.effect("a group drains when its scope closes: stop first, then done when the last unit ends", () =>
     withQuit(

@@ -480,7 +480,10 @@ export class QuitImpl implements Service {
    * outside any scope, last registered first.
    */
   finish(drainTask: (entry: Entry) => Effect.Effect<void>): Effect.Effect<void> {
-    return Effect.suspend(() => {
+    // First a turn of the scheduler: a unit the program forked as its last
+    // step (`Quit.track` then `Effect.forkDetach`) is counted when its fiber
+    // starts, which is then.
+    return Effect.andThen(Effect.yieldNow, Effect.suspend(() => {
       // Nothing outside any scope: nothing to wait for (the common case).
       if (this.stopFuncs.length === 0 && this.tasks.size === 0 && this.closers.length === 0) return Effect.void
       const finishing = this.#finishRun ??= this.#runFork(this.runStopFuncs.pipe(
@@ -492,7 +495,7 @@ export class QuitImpl implements Service {
         ))
       ))
       return Fiber.await(finishing).pipe(Effect.asVoid)
-    })
+    }))
   }
 }
 
