@@ -433,7 +433,7 @@ export interface CloseOptions {
  * ```
  * @since 0.1.0
  */
-export const addCloser = <E, R>(
+export const addCloser = <E = never, R = never>(
   name: string,
   close: CloseFunction<E, R>,
   options: CloseOptions = {}

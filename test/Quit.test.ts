@@ -242,6 +242,26 @@ describe("closers", () => {
     }).pipe(provide))
   })
 
+  it.effect("every form of close runs: an Effect, a function, a function returning a Promise or an Effect; a throw fails it", () =>
+    Effect.gen(function*() {
+      const closed: Array<string> = []
+      const scope = yield* Scope.make()
+      yield* Effect.gen(function*() {
+        yield* Quit.addCloser("effect", Effect.sync(() => closed.push("effect")))
+        yield* Quit.addCloser("function", () => void closed.push("function"))
+        yield* Quit.addCloser("promise", () => Promise.resolve().then(() => void closed.push("promise")))
+        yield* Quit.addCloser("function returning an Effect", () => Effect.sync(() => closed.push("function returning an Effect")))
+        yield* Quit.addCloser("throws", () => {
+          throw new Error("socket gone")
+        })
+      }).pipe(Scope.provide(scope))
+      yield* Scope.close(scope, Exit.void)
+      const byName = Object.fromEntries((yield* rows).map((row) => [row.name, row]))
+      assert.sameMembers(closed, ["effect", "function", "promise", "function returning an Effect"])
+      assert.strictEqual(byName["function returning an Effect"]!.outcome, "done")
+      assert.deepInclude(byName["throws"], { outcome: "failed", detail: "socket gone" })
+    }).pipe(withQuit))
+
   it.effect("closers follow the layer graph: a dependency closes after what uses it", () =>
     Effect.gen(function*() {
       const order: Array<string> = []
