@@ -19,7 +19,7 @@
  * @since 0.1.0
  */
 import type { Layer, Scope } from "effect"
-import { Duration, Effect, Option, Stream } from "effect"
+import { Duration, Effect, Fiber, Option, Stream } from "effect"
 import { dual } from "effect/Function"
 import { type CloseFunction, toEffect } from "./internal/core/close.ts"
 import * as closers from "./internal/core/closers.ts"
@@ -309,7 +309,8 @@ export const markRunning: Effect.Effect<boolean, never, Quit> = Effect.map(inter
  *   runs): when its scope closes, and never before the end of the drain delay
  *   — at it for a group nothing depends on; later for one the layers built on
  *   it still use until they are done. A work loop checks it between units.
- * - `track(unit)`: runs `unit` counted; the cut may interrupt it.
+ * - `track(unit)`: runs `unit` counted, in a fiber of its own; the cut
+ *   interrupts that unit only, and the caller goes on with its exit.
  * - `fork(unit)`: starts `unit` counted in a fiber the group owns: closing the
  *   scope does not interrupt it — the group waits for it, and cuts it only at
  *   the drain deadline.
@@ -382,7 +383,9 @@ export const track: {
 } = dual(
   2,
   <A, E, R>(unit: Effect.Effect<A, E, R>, name: string): Effect.Effect<A, E, R | Quit> =>
-    Effect.flatMap(internal.current, (quit) => quit.task(name).track(unit))
+    Effect.flatMap(internal.current, (quit) =>
+      // In a fiber of its own, joined: the cut interrupts the unit, not the caller.
+      Effect.flatMap(Effect.forkChild(quit.task(name).track(unit), { startImmediately: true }), Fiber.join))
 )
 
 /**

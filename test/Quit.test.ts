@@ -183,6 +183,25 @@ describe("in-flight tracking", () => {
     ).pipe(provide)
   })
 
+  it.effect("the cut interrupts the tracked unit only: the code after it runs, with the unit's exit", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const scope = yield* Scope.make()
+      const group = yield* Quit.group("imports").pipe(Scope.provide(scope))
+      const after = (name: string) => (exit: Exit.Exit<unknown>) =>
+        Effect.sync(() => log.push(`${name}: after, ${Exit.isFailure(exit) ? "interrupted" : "done"}`))
+      const callers = [
+        yield* Effect.forkDetach(Effect.flatMap(Effect.exit(group.track(Effect.never)), after("group.track")), { startImmediately: true }),
+        yield* Effect.forkDetach(Effect.flatMap(Effect.exit(Quit.track("receipts")(Effect.never)), after("Quit.track")), { startImmediately: true })
+      ]
+      yield* Quit.fire("test")
+      // Both are cut at the drain deadline (1 s).
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.joinAll(callers)
+      yield* Scope.close(scope, Exit.void)
+      assert.sameMembers(log, ["group.track: after, interrupted", "Quit.track: after, interrupted"])
+    }).pipe((effect) => withQuit(effect, { drainTimeout: "1 second" })))
+
   it.effect("a work loop checking `closing` finishes its current unit and stops when the scope closes", () =>
     withQuit(Effect.gen(function*() {
       const done: Array<number> = []

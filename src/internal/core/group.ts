@@ -4,8 +4,8 @@
  *
  * @internal
  */
-import type { Fiber, Scope } from "effect"
-import { Deferred, Duration, Effect, Exit, Result } from "effect"
+import type { Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Result } from "effect"
 import { bounded } from "./bounded.ts"
 import { first } from "./first.ts"
 import type { InFlight } from "./inFlight.ts"
@@ -34,17 +34,33 @@ export interface GroupOptions {
   readonly onCut?: Effect.Effect<void, unknown> | undefined
 }
 
+const counters = new WeakMap<Group, InFlight>()
+
+/**
+ * Counts `unit` in the calling fiber, which the cut interrupts whole: for a
+ * fiber that is the unit and nothing more (a gRPC call's), with no fiber of
+ * its own to pay for. @internal
+ */
+export const trackHere = (group: Group) => <A, E, R>(unit: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  counters.get(group)!.track(unit)
+
 /** @internal */
-export const toGroup = (entry: Entry, inFlight: InFlight): Group => ({
-  name: entry.name,
-  closing: Deferred.await(entry.closing),
-  isClosing: Deferred.isDone(entry.closing),
-  inFlight: Effect.sync(() => inFlight.count),
-  awaitIdle: inFlight.awaitIdle,
-  track: (unit) => inFlight.track(unit),
-  fork: (unit) => Effect.forkDetach(inFlight.track(unit), { startImmediately: true }),
-  enterUnsafe: () => inFlight.enter()
-})
+export const toGroup = (entry: Entry, inFlight: InFlight): Group => {
+  const group: Group = {
+    name: entry.name,
+    closing: Deferred.await(entry.closing),
+    isClosing: Deferred.isDone(entry.closing),
+    inFlight: Effect.sync(() => inFlight.count),
+    awaitIdle: inFlight.awaitIdle,
+    // In a fiber of its own, joined: the cut interrupts the unit, not the
+    // code around it, which sees the unit's exit (an interruption).
+    track: (unit) => Effect.flatMap(Effect.forkChild(inFlight.track(unit), { startImmediately: true }), Fiber.join),
+    fork: (unit) => Effect.forkDetach(inFlight.track(unit), { startImmediately: true }),
+    enterUnsafe: () => inFlight.enter()
+  }
+  counters.set(group, inFlight)
+  return group
+}
 
 /** The timeouts of one group: its own, checked against the shared ones. @internal */
 export interface Timeouts {

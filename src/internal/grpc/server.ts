@@ -281,7 +281,7 @@ export const serve = <R>(
     const runtime = makeRuntime<R>({
       name: group.name,
       context: yield* Effect.context<R>(),
-      track: group.track,
+      track: groups.trackHere(group),
       closing: group.closing,
       isStopping: () => stopping
     })
