@@ -95,6 +95,7 @@ describe("closers on real resources", () => {
         scope
       )
       assert.isTrue(made.server!.listening)
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       yield* Scope.close(scope, Exit.void)
       assert.deepStrictEqual(order.slice(0, 2).sort(), ["server", "sidecar"], "users close first, in parallel")
       assert.deepStrictEqual(order.slice(2), ["audit log", "db"], "then what they use, dependencies last")
@@ -140,6 +141,7 @@ describe("closers on real resources", () => {
       const scope = yield* Scope.make()
       yield* Layer.buildWithScope(Layer.mergeAll(Hung, Failing, Sqlite, File), scope)
       const started = Date.now()
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       yield* Scope.close(scope, Exit.void)
       const took = Date.now() - started
       const hungStillPending = !closedByItself
@@ -170,6 +172,7 @@ describe("closers on real resources", () => {
         (child) => Closer.childProcess(child),
         { timeout: "300 millis" }
       ).pipe(Scope.provide(scope))
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual(yield* exited(child), "SIGKILL")
       assert.deepInclude((yield* byName)["stubborn"], { outcome: "timed out" })
@@ -226,6 +229,7 @@ describe("framework bridge", () => {
       // A client without keep-alive: Fastify's close waits out idle keep-alive sockets (fastify#7044).
       const response = yield* get(`http://127.0.0.1:${p}/slow`).pipe(Effect.forkChild({ startImmediately: true }))
       yield* Deferred.await(arrived)
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
       assert.deepStrictEqual(yield* Fiber.join(response), [200, "done"])
       yield* Fiber.join(closing)

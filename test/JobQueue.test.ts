@@ -90,6 +90,7 @@ describe("JobQueue", () => {
       yield* queue.enqueue(["fast", "slow", "fast", "fast"])
       yield* settle
       yield* TestClock.adjust("200 millis")
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
       yield* TestClock.adjust("300 millis")
       assert.deepStrictEqual(resultsPerJob(path), [[1, 1]], "the job in progress finished while draining")

@@ -169,6 +169,7 @@ describe("in-flight tracking", () => {
           Effect.ensuring(Effect.sync(() => finalized.push("unit finalizer"))),
           Effect.forkChild({ startImmediately: true })
         )
+        yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
         const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
         yield* TestClock.adjust("999 millis")
         assert.deepStrictEqual(finalized, [])
@@ -214,6 +215,7 @@ describe("in-flight tracking", () => {
       }).pipe(Effect.forkDetach({ startImmediately: true }))
       yield* TestClock.adjust("2500 millis")
       assert.deepStrictEqual(done, [0, 1])
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
       yield* TestClock.adjust("500 millis")
       yield* Fiber.join(closing)
@@ -221,6 +223,30 @@ describe("in-flight tracking", () => {
       assert.deepStrictEqual(done, [0, 1, 2], "the unit in progress completed; no new one started")
       assert.deepInclude((yield* rows)[0], { outcome: "done", inFlightAtDrain: 1, inFlightAtEnd: 0, millis: 500 })
     })))
+
+  it.effect("a group closed while the program runs on leaves nothing: no row, no name, no metric series", () =>
+    Effect.gen(function*() {
+      // A group per tenant, each in a scope of its own, closed long before any quit event.
+      for (let i = 0; i < 100; i++) {
+        const scope = yield* Scope.make()
+        const group = yield* Quit.group(`tenant ${i % 10}`).pipe(Scope.provide(scope))
+        yield* group.track(Effect.void)
+        yield* Scope.close(scope, Exit.void)
+      }
+      const series = (yield* Metric.snapshot).filter((metric) => metric.id.startsWith("effect_graceful_") && String(metric.attributes?.["group"]).startsWith("tenant"))
+      const kept = yield* Quit.group("tenant 1")
+      assert.deepStrictEqual(yield* rows, [{
+        name: "tenant 1",
+        kind: "group",
+        outcome: "abandoned",
+        millis: undefined,
+        inFlightAtDrain: 0,
+        inFlightAtEnd: 0,
+        detail: "never began closing"
+      }])
+      assert.strictEqual(kept.name, "tenant 1", "the name is free again")
+      assert.deepStrictEqual(series, [])
+    }).pipe(Effect.scoped, withQuit))
 
   it.effect("names are unique in the report: a second group of one name gets a suffix", () =>
     withQuit(Effect.gen(function*() {
@@ -242,6 +268,7 @@ describe("closers", () => {
         Quit.addCloser("files", () => Promise.reject(new Error("disk gone"))),
         Quit.addCloser("db", Effect.sleep("1 second").pipe(Effect.andThen(Effect.sync(() => closed.push("db")))))
       ]).pipe(Scope.provide(scope))
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
       yield* TestClock.adjust("1 second")
       assert.deepStrictEqual(closed.sort(), ["cache", "db"])
@@ -274,6 +301,7 @@ describe("closers", () => {
           throw new Error("socket gone")
         })
       }).pipe(Scope.provide(scope))
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       yield* Scope.close(scope, Exit.void)
       const byName = Object.fromEntries((yield* rows).map((row) => [row.name, row]))
       assert.sameMembers(closed, ["effect", "function", "promise", "function returning an Effect"])

@@ -60,6 +60,7 @@ describe("workers: finish the current unit, cut the waits", () => {
       assert.deepStrictEqual(yield* counts(worker), { running: 2, inFlight: 2 })
       yield* TestClock.adjust("2500 millis")
       assert.deepStrictEqual(done, [0, 1, 2, 3])
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
       yield* TestClock.adjust("499 millis")
       assert.isUndefined(closing.pollUnsafe(), "still draining")
@@ -151,6 +152,7 @@ describe("workers: finish the current unit, cut the waits", () => {
       assert.deepStrictEqual(yield* Effect.forEach(workers, (w) => w.running), [3, 1, 1, 1])
       assert.strictEqual(polls, 1)
       // No clock moves: closing can only complete if every wait was cut.
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       yield* Scope.close(scope, Exit.void)
       assert.deepStrictEqual(yield* Effect.forEach(workers, (w) => w.running), [0, 0, 0, 0])
       const all = yield* rows
@@ -172,6 +174,7 @@ describe("workers: finish the current unit, cut the waits", () => {
         Effect.sleep("1 minute").pipe(Effect.ensuring(Effect.sync(() => finalized.push("unit finalizer")))),
         { drainTimeout: "1 second" }
       ).pipe(Scope.provide(scope))
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
       yield* TestClock.adjust("999 millis")
       assert.deepStrictEqual(finalized, [])
@@ -215,6 +218,7 @@ describe("pools and counting", () => {
       yield* settle
       assert.deepStrictEqual(yield* counts(pool), { running: 10_000, inFlight: 500 })
       assert.strictEqual(yield* metric("effect_graceful_in_flight", { group: "many" }), 500)
+      yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
       yield* settle
       assert.deepStrictEqual(yield* counts(pool), { running: 500, inFlight: 500 }, "idle workers stopped at once")

@@ -13,7 +13,7 @@ import { constVoid } from "effect/Function"
 // updated on every unit: counting stays a few integer operations per unit,
 // whatever the number of requests or jobs. A later group of the same name
 // takes the series over.
-const register = (inFlight: InFlight, context: Context.Context<never>): void => {
+const register = (inFlight: InFlight, context: Context.Context<never>): ReadonlyArray<Metric.Registration> => {
   const attributes = { group: inFlight.name }
   const counter = (name: string, description: string, read: () => number) =>
     Metric.registerUnsafe(Metric.counter(name, { description, incremental: true, attributes }), context, {
@@ -21,13 +21,19 @@ const register = (inFlight: InFlight, context: Context.Context<never>): void => 
       update: constVoid,
       modify: constVoid
     })
-  Metric.registerUnsafe(
-    Metric.gauge("effect_graceful_in_flight", { description: "Units of work in flight, per group", attributes }),
-    context,
-    { get: () => ({ value: inFlight.count }), update: constVoid, modify: constVoid }
-  )
-  counter("effect_graceful_units_started_total", "Units of work started, per group", () => inFlight.started)
-  counter("effect_graceful_units_cut_total", "Units of work cut at the drain deadline (or a drain timeout of their own), per group", () => inFlight.cutTotal)
+  return [
+    Metric.registerUnsafe(
+      Metric.gauge("effect_graceful_in_flight", { description: "Units of work in flight, per group", attributes }),
+      context,
+      { get: () => ({ value: inFlight.count }), update: constVoid, modify: constVoid }
+    ),
+    counter("effect_graceful_units_started_total", "Units of work started, per group", () => inFlight.started),
+    counter(
+      "effect_graceful_units_cut_total",
+      "Units of work cut at the drain deadline (or a drain timeout of their own), per group",
+      () => inFlight.cutTotal
+    )
+  ]
 }
 
 /**
@@ -72,10 +78,16 @@ export class InFlight {
   readonly #cutFibers = new WeakSet<Fiber.Fiber<unknown, unknown>>()
   #cutEntered = 0
   #tally: Tally | undefined
+  readonly #series: ReadonlyArray<Metric.Registration>
 
   constructor(name: string, context: Context.Context<never>) {
     this.name = name
-    register(this, context)
+    this.#series = register(this, context)
+  }
+
+  /** Removes its metric series: the group is gone (closed while the program ran on). */
+  unregister(): void {
+    for (const series of this.#series) series.remove()
   }
 
   get count(): number {

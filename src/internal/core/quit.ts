@@ -456,8 +456,21 @@ export class QuitImpl implements Service {
         entry.outcome = "failed"
         entry.detail = describeCause(result.exit.cause)
         return Effect.logError(`${entry.label} failed to close`, result.exit.cause)
-      }))
+      }), Effect.ensuring(Effect.sync(() => this.forget(entry))))
     })
+  }
+
+  /**
+   * A resource closed while the program runs on (no quit event: a group per
+   * tenant or per connection) leaves nothing behind — no row, no name, no
+   * metric series. Closed as part of a shutdown, it stays for the report.
+   */
+  forget(entry: Entry): void {
+    if (this.reason !== undefined) return
+    const index = this.entries.indexOf(entry)
+    if (index !== -1) this.entries.splice(index, 1)
+    this.#names.delete(entry.name)
+    entry.inFlight?.unregister()
   }
 
   /** The stop functions, run once at the end of the drain delay, concurrently; completes when all have. */
