@@ -13,6 +13,8 @@ missing=()
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+# Prometheus: scrapes /metrics through a shutdown (full/prometheus.test.ts).
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""
@@ -24,3 +26,4 @@ fi
 haproxy -v | sed -n 1p
 h2load --version | sed -n 1p
 nginx -v 2>&1 | sed -n 1p
+prometheus --version 2>&1 | sed -n 1p
