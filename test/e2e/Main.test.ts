@@ -128,6 +128,17 @@ describe("Main.runMain with real signals", () => {
     assert.include(reportLine(output), "failure: uncaught exception")
   })
 
+  it("an error thrown on the next tick by the last close is logged and makes the exit 1", async () => {
+    const child = run({ LATE_THROW: "1" })
+    await child.waitFor(/READY/)
+    child.signal("SIGTERM")
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.include(output, "thrown after the close")
+    assert.include(reportLine(output), "exit 1")
+  })
+
   it("an unhandled rejection outside Effect drains everything and exits 1", async () => {
     const child = run({ REJECT_MS: "300", UNIT_MS: "600" })
     const { code } = await child.exited()
