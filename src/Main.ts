@@ -106,7 +106,7 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
         Effect.provide(loggerLayer(format))
       )
     )
-    return process.exit(1)
+    return flushThenExit(1)
   }
   const resolved = loaded.value
   const logger = loggerLayer(resolved.logFormat)
@@ -117,7 +117,7 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   const uninstall = install(quit, logSync)
   const exit = (code: number) => {
     uninstall()
-    process.exit(code)
+    flushThenExit(code)
   }
   // The exit follows the report at once: waiting for the main fiber's end
   // would cost a turn of the event loop. Should the fiber end otherwise
@@ -138,6 +138,24 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
 }
 
 const FLUSH = Duration.seconds(1)
+
+/**
+ * Exits once what was written to stdout and stderr has gone out — for at most
+ * {@link FLUSH}. A pipe or a terminal is written at once, but not a stream
+ * that a process manager puts in their place (PM2's cluster mode writes them
+ * to its log files through `fs.WriteStream`s): exiting at once cut the
+ * report short after its first line.
+ */
+const flushThenExit = (code: number): void => {
+  let exited = false
+  const exit = () => {
+    if (exited) return
+    exited = true
+    process.exit(code)
+  }
+  setTimeout(exit, Duration.toMillis(FLUSH))
+  process.stdout.write("", () => process.stderr.write("", exit))
+}
 
 /**
  * Runs `run` with the telemetry layers built around it, then releases them
