@@ -21,7 +21,7 @@
  */
 import { NodeHttpServer } from "@effect/platform-node"
 import type { NodeServices } from "@effect/platform-node"
-import { Config, Context, Duration, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
+import { Config, Context, Duration, Effect, Exit, Layer, Option, Schema, Scope, Stream } from "effect"
 import type { Etag, HttpPlatform } from "effect/http"
 import { HttpServer } from "effect/http"
 import type * as Net from "node:net"
@@ -406,13 +406,13 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
   }))
 
 /**
- * `PORT` (default 3000) and `HOST` (default: every interface) from the
+ * `PORT` (default 3000; 0 picks a free port) and `HOST` (default: every interface) from the
  * environment, through Effect's `Config`.
  *
  * @since 0.1.0
  */
 export const listenConfig: Config.Config<{ readonly port: number; readonly host: string | undefined }> = Config.all({
-  port: Config.Port("PORT").pipe(Config.withDefault(3000)),
+  port: Config.schema(Schema.Port, "PORT").pipe(Config.withDefault(3000)),
   host: Config.String("HOST").pipe(Config.option, Config.map(Option.getOrUndefined))
 })
 

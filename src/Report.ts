@@ -36,7 +36,9 @@ export type Row = internal.Row
 /**
  * How the run ended.
  *
- * - `completed`: the program ended by itself (or failed) before any quit event.
+ * - `completed`: the program ended by itself before any quit event.
+ * - `failed`: the program failed before any quit event — while starting (bad
+ *   configuration, a port in use) or while running.
  * - `graceful`: the quit event fired and everything closed in time.
  * - `deadline`: the shutdown deadline passed first.
  * - `forced`: a second signal arrived during shutdown.

@@ -9,6 +9,7 @@
 import type { Layer } from "effect"
 import { Cause, Config, Duration, Effect, Exit, Fiber, Layer as L } from "effect"
 import { constants } from "node:os"
+import { describeConfigError } from "./internal/core/configError.ts"
 import { first as firstOf } from "./internal/core/first.ts"
 import { finish } from "./internal/core/layer.ts"
 import { InvalidOption } from "./internal/core/options.ts"
@@ -72,7 +73,11 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
     ).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
     if (first._tag === "exited") {
       if (Exit.isSuccess(first.exit)) quit.fire({ _tag: "Completed" }, { immediate: true })
-      else quit.fail({ _tag: "Failure", reason: "the program failed", error: Cause.squash(first.exit.cause) }, { immediate: true })
+      else {
+        const error = Cause.squash(first.exit.cause)
+        const reason = error instanceof Config.ConfigError || error instanceof InvalidOption ? "invalid configuration" : "the program failed"
+        quit.fail({ _tag: "Failure", reason, error }, { immediate: true })
+      }
     }
     const deadlines = quit.deadlines!
     if (first._tag === "fired") {
@@ -102,7 +107,9 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
     const programExit = fiber.pollUnsafe()
     if (programExit !== undefined && Exit.isFailure(programExit) && !Cause.hasInterruptsOnly(programExit.cause)) {
       const error = Cause.squash(programExit.cause)
-      yield* error instanceof Config.ConfigError || error instanceof InvalidOption
+      yield* error instanceof Config.ConfigError
+        ? Effect.logError(`invalid configuration: ${describeConfigError(error)}`)
+        : error instanceof InvalidOption
         ? Effect.logError(`invalid configuration: ${error.message}`)
         : Effect.logError("the program failed", programExit.cause)
     }
@@ -110,7 +117,13 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
     const rows = quit.rows()
     const report: Report.Report = {
       reason: describeReason(quit.reason!),
-      ending: ending._tag === "graceful" ? (first._tag === "exited" ? "completed" : "graceful") : ending._tag,
+      ending: ending._tag !== "graceful"
+        ? ending._tag
+        : first._tag === "fired"
+        ? "graceful"
+        : Exit.isSuccess(first.exit)
+        ? "completed"
+        : "failed",
       exitCode: exitCode(quit, ending, programExit, rows),
       totalMillis: quit.now() - deadlines.fired,
       rows

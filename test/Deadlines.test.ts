@@ -206,7 +206,7 @@ describe("the budget, checked at start", () => {
       }))
       const report = yield* supervise(Greedy, {}, Effect.void)
       assert.deepStrictEqual(acquired, [])
-      assert.deepInclude(report, { ending: "completed", exitCode: 1 })
+      assert.deepInclude(report, { ending: "failed", exitCode: 1 })
       const error = logs.find((log) => log.level === "Error")
       assert.strictEqual(
         error?.text,

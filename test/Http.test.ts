@@ -302,5 +302,9 @@ describe("Http: listening where the environment says", () => {
       const bad = yield* Layer.build(make(NodeHttp.createServer())).pipe(env({ PORT: "eighty" }), Effect.flip)
       assert.strictEqual(bad._tag, "ConfigError")
       assert.include(String(bad), "PORT")
+      // PORT=0, as tests and side-by-side instances set it: a free port.
+      const anywhere = NodeHttp.createServer()
+      yield* Layer.build(make(anywhere)).pipe(env({ PORT: "0", HOST: "127.0.0.1" }))
+      assert.isAbove(portOf(anywhere), 0)
     })).pipe(Effect.scoped))
 })

@@ -121,7 +121,7 @@ describe("Shutdown.run", () => {
       const done = yield* supervise(Effect.void, {}, Effect.void, "running")
       assert.deepInclude(done.report, { ending: "completed", exitCode: 0, reason: "program completed" })
       const failed = yield* supervise(Effect.fail(new Error("no database")), {}, Effect.void, "running")
-      assert.deepInclude(failed.report, { ending: "completed", exitCode: 1 })
+      assert.deepInclude(failed.report, { ending: "failed", exitCode: 1 })
       assert.include(logs.find((l) => l.text === "the program failed")!.cause, "no database")
     }).pipe(provide)
   })

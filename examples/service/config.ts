@@ -28,9 +28,9 @@ export const ServiceConfig = Config.all({
   database: Config.String("JOBS_DB").pipe(Config.withDefault("jobs.db")),
   /** How long a job's claim outlives a process killed with SIGKILL (renewed while it lives). */
   jobsLease: Options.Duration("JOBS_LEASE").pipe(Config.withDefault(Duration.seconds(30))),
-  workers: Config.Int("WORKERS").pipe(Config.withDefault(4)),
+  workers: Config.schema(Schema.Int.check(Schema.isGreaterThan(0)), "WORKERS").pipe(Config.withDefault(4)),
   /** How long one job takes to process, in milliseconds. */
-  jobMillis: Config.Int("JOB_MS").pipe(Config.withDefault(20))
+  jobMillis: Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)), "JOB_MS").pipe(Config.withDefault(20))
 })
 
 export type ServiceConfig = Config.Success<typeof ServiceConfig>

@@ -54,12 +54,19 @@ describe("the example service", () => {
     assert.strictEqual(response.body, "bad parameter ms: expected an integer from 0 to 60000\n")
   })
 
-  it("bad configuration stops it with exit 1 before anything listens", async () => {
-    child = start(main, { ...env(), GRPC_PORT: "70000" })
+  it.each([
+    [{ GRPC_PORT: "70000" }, `GRPC_PORT="70000": expected a port number`],
+    [{ PORT: "abc" }, `PORT="abc": expected a string representing a finite number`],
+    [{ WORKERS: "-1" }, `WORKERS="-1": expected a value greater than 0`],
+    [{ JOBS_LEASE: "soon" }, `JOBS_LEASE="soon": expected a duration such as 5s, 500ms, 2m or "5 seconds"`]
+  ])("bad configuration %o: exit 1 naming the variable and its value, before anything listens", async (bad, message) => {
+    child = start(main, { ...env(), ...bad })
     const { code } = await child.exited()
     const output = child.output()
     assert.strictEqual(code, 1, output)
-    assert.match(output, /invalid configuration: .*Expected a port number\s+at \["GRPC_PORT"\]/)
+    assert.include(output, `invalid configuration: ${message}\n`)
+    assert.notInclude(output, "Error:", "no stack trace")
+    assert.match(output, /shutdown report: failure: invalid configuration, failed, exit 1/)
     assert.notInclude(output, "listening")
   })
 })

@@ -82,10 +82,10 @@ export const check = (run: Run): ReadonlyArray<string> => {
   return broken
 }
 
-/** A program refused at start ends by itself, `completed`, exit code 1, having closed what it had opened. */
+/** A program refused at start ends `failed`, exit code 1, having closed what it had opened. */
 const refused = (run: Run, report: Report.Report, first: Seen["first"], fail: Fail) => {
-  if (report.ending !== "completed" || report.exitCode !== 1) {
-    fail(1, `a refused program ended ${report.ending} with exit code ${report.exitCode}, not completed with 1`)
+  if (report.ending !== "failed" || report.exitCode !== 1) {
+    fail(1, `a refused program ended ${report.ending} with exit code ${report.exitCode}, not failed with 1`)
   }
   if (!run.errors.some((e) => e.startsWith("invalid configuration:"))) fail(1, "the refused option was not logged")
   for (const name of run.rec.closes.keys()) {
@@ -123,7 +123,7 @@ const ending = ({ d, end, graceful, log, report, run, wasRunning }: Seen, fail: 
   } else if (hang !== undefined && hang.at < end && report.ending !== "forced") {
     fail(1, `a finalizer hung since ${hang.at}, yet the run ended ${report.ending} at ${end}`)
   }
-  if (report.ending === "completed") fail(1, "the program completed by itself")
+  if (report.ending === "completed" || report.ending === "failed") fail(1, `the program ended by itself (${report.ending})`)
   if (!graceful) return
   // The rows are checked against the log by invariant 4; a failure at the very end may or may not count.
   const byFailure = report.reason?.startsWith("failure:") === true || failures.some((e) => e.at < end)

@@ -20,7 +20,7 @@ export interface Row {
 }
 
 /** @internal */
-export type Ending = "completed" | "graceful" | "deadline" | "forced"
+export type Ending = "completed" | "failed" | "graceful" | "deadline" | "forced"
 
 /** @internal */
 export interface Report {

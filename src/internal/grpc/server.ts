@@ -8,7 +8,7 @@
 import * as grpc from "@grpc/grpc-js"
 import * as Net from "node:net"
 import type { Context, Fiber, Scope } from "effect"
-import { Cause, Config, Data, Deferred, Duration, Effect, Exit, Metric, Stream } from "effect"
+import { Cause, Config, Data, Deferred, Duration, Effect, Exit, Metric, Schema, Stream } from "effect"
 import { first } from "../core/first.ts"
 import * as groups from "../core/group.ts"
 import type { Group } from "../core/group.ts"
@@ -217,7 +217,7 @@ export const serve = <R>(
     // Checked before anything is acquired.
     yield* groups.timeouts(quit, name, options)
     const host = yield* setting(options.host, Config.String("GRPC_HOST").pipe(Config.withDefault("0.0.0.0")))
-    const port = yield* setting(options.port, Config.Port("GRPC_PORT").pipe(Config.withDefault(50051)))
+    const port = yield* setting(options.port, Config.schema(Schema.Port, "GRPC_PORT").pipe(Config.withDefault(50051)))
     const health = new Health(options.services.map((service) => service.name))
     const server = new grpc.Server(options.server)
     // Completed once every connection has closed: tryShutdown's callback says
