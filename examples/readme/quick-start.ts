@@ -3,10 +3,10 @@ import { HttpRouter, HttpServerResponse } from "effect/http"
 import { createServer } from "node:http"
 import { Closer, Http, Main, Worker } from "effect-graceful"
 
-// An HTTP API: readiness fails at the quit event, requests in flight finish, idle keep-alive
-// sockets close at once, the server closes the moment its last request ends.
+// An HTTP API on PORT (default 3000): readiness fails at the quit event, requests in flight
+// finish, idle keep-alive sockets close at once, the server closes the moment its last request ends.
 const Api = HttpRouter.serve(HttpRouter.add("GET", "/", HttpServerResponse.text("hello"))).pipe(
-  Layer.provide(Http.layer(() => createServer(), { port: 8080, health: true }))
+  Layer.provide(Http.layerConfig(() => createServer(), { health: true }))
 )
 
 // A background worker: finishes the unit it is running, then stops.
