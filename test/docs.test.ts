@@ -1,0 +1,57 @@
+/**
+ * Every `@example` in the public modules' JSDoc compiles against the library
+ * as it is: each is written to a file of its own (imports of
+ * `effect-graceful` resolved to src/, as the README's snippets are) and the
+ * lot type-checked with the project's settings. An example that names an
+ * export that is gone, or calls one with the wrong shape, fails the suite.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFile } from "node:child_process"
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
+
+const root = fileURLToPath(new URL("../", import.meta.url))
+const out = join(root, "bench/.tmp/jsdoc-examples")
+
+/** The examples of one module: the code of each ```ts block under an `@example` tag. */
+const examples = (file: string): ReadonlyArray<{ readonly line: number; readonly code: string }> => {
+  const text = readFileSync(join(root, "src", file), "utf8")
+  const found: Array<{ line: number; code: string }> = []
+  for (const match of text.matchAll(/@example\s*\n\s*\* ```ts\n([\s\S]*?)\n\s*\* ```/g)) {
+    const code = match[1]!.split("\n").map((line) => line.replace(/^\s*\* ?/, "")).join("\n")
+    found.push({ line: text.slice(0, match.index).split("\n").length, code })
+  }
+  return found
+}
+
+describe("the JSDoc examples", () => {
+  it("each compiles against the library", async () => {
+    rmSync(out, { recursive: true, force: true })
+    mkdirSync(out, { recursive: true })
+    const modules = readdirSync(join(root, "src")).filter((name) => name.endsWith(".ts"))
+    let count = 0
+    for (const module of modules) {
+      for (const { code, line } of examples(module)) {
+        count++
+        // Each its own module, so that the names of one do not clash with another's.
+        writeFileSync(join(out, `${module.replace(/\.ts$/, "")}.line${line}.ts`), `${code}\nexport {}\n`)
+      }
+    }
+    writeFileSync(
+      join(out, "tsconfig.json"),
+      JSON.stringify({
+        extends: "../../../tsconfig.json",
+        compilerOptions: { noUnusedLocals: false, noUnusedParameters: false },
+        include: ["./*.ts"]
+      })
+    )
+    const tsc = promisify(execFile)(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", join(out, "tsconfig.json")], {
+      cwd: root
+    }).then(() => "", (error: { stdout?: string }) => error.stdout ?? String(error))
+    const errors = await tsc
+    assert.isAbove(count, 40, "the examples were found")
+    assert.strictEqual(errors, "", `examples that do not compile (files in ${out}):\n${errors}`)
+  }, 120_000)
+})
