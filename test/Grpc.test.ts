@@ -10,7 +10,9 @@ import { type AddressInfo, createServer } from "node:net"
 import * as Grpc from "../src/Grpc.ts"
 import { Quit, Shutdown } from "../src/index.ts"
 import { DemoClient, demoProto } from "./support/grpcClient.ts"
+import { testCertificate } from "./support/http.ts"
 import { captureLogs } from "./support/logs.ts"
+import { silent } from "./support/raw.ts"
 
 interface WaitRequest {
   readonly ms: number
@@ -310,6 +312,35 @@ describe("Grpc: calls", () => {
       assert.strictEqual(doubled.status.code, grpc.status.OK)
       assert.deepStrictEqual(doubled.messages, [{ value: 2 }, { value: 4 }, { value: 6 }])
     })))
+})
+
+describe("Grpc: connections with no call", () => {
+  it.live("a TLS handshake that never finishes is closed after a short grace, not held to the close deadline", () => {
+    const { logs, provide } = captureLogs()
+    return withQuit(provide(Effect.gen(function*() {
+      const { key, cert } = testCertificate()
+      const credentials = grpc.ServerCredentials.createSsl(null, [{ private_key: key, cert_chain: cert }])
+      const ready = yield* Deferred.make<Grpc.Handle>()
+      const program = Effect.scoped(Effect.gen(function*() {
+        const service = yield* demoService(new Journal())
+        yield* Deferred.succeed(ready, yield* Grpc.serve({ services: [service], host: "127.0.0.1", port: 0, credentials }))
+        return yield* Effect.never
+      }))
+      const shutdown = yield* Effect.forkChild(Shutdown.run(program), { startImmediately: true })
+      const server = yield* Deferred.await(ready)
+      const halfOpen = yield* promise(() => silent(server.port))
+      yield* Quit.fire("test")
+      const report = yield* Fiber.join(shutdown)
+      // Which comes first: the server closing it, or the close deadline.
+      const first = yield* Effect.raceFirst(
+        Effect.as(promise(() => halfOpen.ended), "closed by the server"),
+        Effect.as(Effect.sleep(yield* Quit.timeLeft("close")), "still open at the close deadline")
+      )
+      assert.strictEqual(first, "closed by the server")
+      assert.deepInclude(report, { ending: "graceful", exitCode: 0 })
+      assert.isFalse(logs.some((log) => log.text.includes("still open at the close deadline")), "no warning: nothing was in flight")
+    })), { closeTimeout: "10 seconds", shutdownTimeout: "20 seconds" })
+  })
 })
 
 describe("Grpc: health and binding", () => {

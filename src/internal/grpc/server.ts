@@ -41,9 +41,9 @@ export interface ServeOptions<R> {
   readonly health?: boolean | undefined
   /**
    * Listen with `SO_REUSEPORT` (Linux): another process may listen on the
-   * same port at the same time — the next instance of a handoff. grpc-js's
-   * `bindAsync` cannot; the port is then a listener of ours whose
-   * connections are handed to grpc-js (`createConnectionInjector`).
+   * same port at the same time — the next instance of a handoff. (The port
+   * is always a listener of ours whose connections are handed to grpc-js, so
+   * grpc-js's `bindAsync`, which cannot, is not in the way.)
    */
   readonly reusePort?: boolean | undefined
   /** How long in-flight calls may run once the server stops: shorter than the shared drain timeout, never longer. */
@@ -154,41 +154,35 @@ export class BindError extends Data.TaggedError("GrpcBindError")<{
   }
 }
 
-/** Binds `address`; the bound port (the one chosen, for port 0) or why it failed. */
-const bind = (
-  server: grpc.Server,
-  address: string,
-  credentials: grpc.ServerCredentials
-): Effect.Effect<number, unknown> =>
-  Effect.callback<number, unknown>((resume) => {
-    try {
-      server.bindAsync(address, credentials, (error, port) =>
-        resume(error === null ? Effect.succeed(port) : Effect.fail(error)))
-    } catch (error) {
-      // An address grpc-js cannot parse throws instead of calling back.
-      resume(Effect.fail(error))
-    }
-  })
-
 /**
- * Listens on `host:port` with `SO_REUSEPORT` and hands each connection to
- * grpc-js; returns the bound port and the listener, which the server's stop
- * closes (step 2 of `serve`; it is also the scope's last step, so a failed
- * start closes it too).
+ * Listens on `host:port` with a listener of ours and hands each connection to
+ * grpc-js (`createConnectionInjector`), rather than `bindAsync`: grpc-js
+ * tracks a connection only once its HTTP/2 session exists, so a TLS
+ * handshake that never finishes would outlive `forceShutdown`; ours are
+ * tracked from TCP accept, and step 4 of `serve` destroys what is left.
+ * `SO_REUSEPORT` is ours to set too, which `bindAsync` cannot. The server's
+ * stop closes the listener (step 2); a failed start closes it through
+ * `listen`.
  */
-const bindShared = (
+const bind = (
   server: grpc.Server,
   host: string,
   port: number,
-  credentials: grpc.ServerCredentials
-): Effect.Effect<{ readonly port: number; readonly listener: Net.Server }, BindError> =>
+  credentials: grpc.ServerCredentials,
+  reusePort: boolean
+): Effect.Effect<{ readonly listener: Net.Server; readonly sockets: ReadonlySet<Net.Socket> }, BindError> =>
   Effect.gen(function*() {
     const injector = server.createConnectionInjector(credentials)
-    const listener = Net.createServer((socket) => injector.injectConnection(socket))
-    yield* listen(listener, { host, port, reusePort: true }).pipe(
-      Effect.mapError((error) => new BindError({ address: error.address, reason: error.message }))
+    const sockets = new Set<Net.Socket>()
+    const listener = Net.createServer((socket) => {
+      sockets.add(socket)
+      socket.once("close", () => sockets.delete(socket))
+      injector.injectConnection(socket)
+    })
+    yield* listen(listener, { host, port, reusePort }).pipe(
+      Effect.mapError((error) => new BindError({ address: formatAddress(host, port), reason: error.message }))
     )
-    return { port: (listener.address() as Net.AddressInfo).port, listener }
+    return { listener, sockets }
   })
 
 const setting = <A>(value: A | Config.Config<A> | undefined, fallback: Config.Config<A>) =>
@@ -220,11 +214,10 @@ export const serve = <R>(
     const port = yield* setting(options.port, Config.schema(Schema.Port, "GRPC_PORT").pipe(Config.withDefault(50051)))
     const health = new Health(options.services.map((service) => service.name))
     const server = new grpc.Server(options.server)
-    // Completed once every connection has closed: tryShutdown's callback says
-    // so for the ports grpc-js bound; for a port of ours (reusePort) it calls
-    // back at once — grpc-js sees the injected sessions as closed the moment
-    // it asks them to close — so our listener's own close, which waits for
-    // its connections, must say so too.
+    // Completed once every connection has closed. tryShutdown calls back at
+    // once for injected connections — grpc-js sees their sessions as closed
+    // the moment it asks them to close — so our listener's own close, which
+    // waits for its connections, says so.
     const closed = Deferred.makeUnsafe<void>()
     let open = 1
     const oneClosed = () => {
@@ -232,6 +225,7 @@ export const serve = <R>(
     }
     let stopping = false
     let listener: Net.Server | undefined
+    let sockets: ReadonlySet<Net.Socket> = new Set<Net.Socket>()
     const stop = () => {
       if (stopping) return
       stopping = true
@@ -261,6 +255,8 @@ export const serve = <R>(
         )
         if (done) return
         server.forceShutdown()
+        // What grpc-js does not know of: connections with no session yet.
+        for (const socket of sockets) socket.destroy()
         yield* idle
           ? Effect.logDebug(`${name}: connections with nothing in flight closed`)
           : Effect.logWarning(`${name}: connections still open at the close deadline; destroyed`)
@@ -289,13 +285,11 @@ export const serve = <R>(
       yield* register(server, runtime, service.methods, service.onFailure)
     }
     if (options.health !== false) health.addTo(server)
-    const address = formatAddress(host, port)
     const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure()
-    const bound = options.reusePort === true
-      ? yield* Effect.map(bindShared(server, host, port, credentials), (shared) => (listener = shared.listener, shared.port))
-      : yield* bind(server, address, credentials).pipe(
-        Effect.mapError((error) => new BindError({ address, reason: error instanceof Error ? error.message : String(error) }))
-      )
+    const own = yield* bind(server, host, port, credentials, options.reusePort === true)
+    listener = own.listener
+    sockets = own.sockets
+    const bound = (own.listener.address() as Net.AddressInfo).port
     // Step 1: SERVING once the program runs (at once if it already does), then
     // NOT_SERVING the moment the quit event fires — before the drain delay.
     if (quit.phase.phase === "starting") {
