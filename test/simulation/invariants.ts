@@ -10,7 +10,11 @@
  * 4. every closer ran unless abandoned; every abandoned, failed or timed-out
  *    one is named in the report;
  * 5. not ready from the quit event on; a group's intake stops when its scope
- *    closes (its release begins), and never before the end of the drain delay.
+ *    closes (its release begins), and never before the end of the drain delay;
+ * 6. the library's count of units in flight, read at every step, is never
+ *    negative and equals what the log shows; the report's numbers (in flight
+ *    at the quit event, at the end, cut) equal what the log shows;
+ * 7. a second signal ends the run at once with 128 + n (checked with 1).
  *
  * Two parts have tags of their own, so that one can be told from the rest:
  * `[5-late]` is the half of 5 that says "when its release begins" (not later);
@@ -78,7 +82,7 @@ export const check = (run: Run): ReadonlyArray<string> => {
     graceful: report.ending === "graceful",
     wasRunning: run.history.some((p) => p.phase === "running")
   }
-  for (const invariant of [ending, cuts, order, named, readiness]) invariant(seen, fail)
+  for (const invariant of [ending, cuts, order, named, readiness, counts]) invariant(seen, fail)
   return broken
 }
 
@@ -278,6 +282,85 @@ const readiness = ({ d, end, first, log, run, wasRunning }: Seen, fail: Fail) =>
     const due = releasing === undefined ? undefined : Math.max(d.stopping, releasing.at)
     if (wasRunning && due !== undefined && end > due && stop?.at !== due) {
       fail("5-late", `${name}: intake stopped ${stop === undefined ? "never" : `at ${stop.at}`}, not when its release began after the drain delay (${due})`)
+    }
+  }
+}
+
+// ---- 6. counts ----------------------------------------------------------------------------
+
+const counts = ({ d, first, log, rows, run }: Seen, fail: Fail) => {
+  const ownerOf = (e: Event) => run.rec.units.get(e.name)?.owner
+  /** Units of `owner` in flight after the first `upTo` events (those after the report included). */
+  const inFlightAt = (owner: string, upTo: number) => {
+    let n = 0
+    for (const e of run.rec.events.slice(0, upTo)) {
+      if (ownerOf(e) !== owner) continue
+      if (e.what === "started") n++
+      if (e.what === "exit") n--
+    }
+    return n
+  }
+  /** The same at an instant, as a range: events at that very instant may fall either side. */
+  const inFlightWhen = (owner: string, at: number) => {
+    let lo = 0
+    let hi = 0
+    for (const e of log) {
+      if (ownerOf(e) !== owner || e.at > at) continue
+      const before = e.at < at
+      if (e.what === "started") {
+        hi++
+        if (before) lo++
+      }
+      if (e.what === "exit") {
+        lo--
+        if (before) hi--
+      }
+    }
+    return { lo, hi }
+  }
+  for (const sample of run.counts) {
+    for (const [name, count] of sample.counts) {
+      if (count < 0) fail(6, `${name}: ${count} in flight at ${sample.at}`)
+      if (!run.rec.owners.has(name)) continue
+      const seen = inFlightAt(name, sample.index)
+      if (count !== seen) fail(6, `${name}: the library counted ${count} in flight at ${sample.at}, the log shows ${seen}`)
+    }
+  }
+  for (const name of run.rec.owners.keys()) {
+    const row = rows.get(name)
+    if (row === undefined) continue
+    const { inFlightAtDrain: atQuit, inFlightAtEnd: atEnd } = row
+    if (atQuit === undefined || atEnd === undefined) {
+      fail(6, `${name}: its row has no counts`)
+      continue
+    }
+    if (atQuit < 0 || atEnd < 0) fail(6, `${name}: its row counts ${atQuit} → ${atEnd}`)
+    const quit = inFlightWhen(name, d.fired)
+    if (atQuit < quit.lo || atQuit > quit.hi) {
+      fail(6, `${name}: the report says ${atQuit} in flight at the quit event (${d.fired}), the log shows ${quit.lo}–${quit.hi}`)
+    }
+    const releasing = first("releasing", name)
+    if (releasing !== undefined && row.millis !== undefined) {
+      // Its close began as its release did, and lasted `millis`.
+      const closedAt = releasing.at + row.millis
+      const end = inFlightWhen(name, closedAt)
+      if (atEnd < end.lo || atEnd > end.hi) {
+        fail(6, `${name}: the report says ${atEnd} in flight at its end (${closedAt}), the log shows ${end.lo}–${end.hi}`)
+      }
+    }
+    if (row.outcome === "done" && atEnd !== 0) fail(6, `${name}: done with ${atEnd} still in flight`)
+    const cut = /^(\d+) cut/.exec(row.detail ?? "")
+    if (cut !== null) {
+      // Cut: every unit interrupted (only a cut interrupts them), at most every unit in flight at the first cut or later.
+      const lower = Math.min(d.drain, d.stopping + run.rec.owners.get(name)!.drainTimeout)
+      const units = [...run.rec.units].filter(([, u]) => u.owner === name).map(([unit]) => unit)
+      const lo = units.filter((unit) => first("interrupted", unit) !== undefined).length
+      const hi = units.filter((unit) => {
+        const exit = first("exit", unit)
+        return first("started", unit) !== undefined && (exit === undefined || exit.at >= lower)
+      }).length
+      const said = Number(cut[1])
+      if (said < lo || said > hi) fail(6, `${name}: the report says ${said} cut; the log shows ${lo} interrupted, ${hi} in flight at the cut (${lower}) or after`)
     }
   }
 }

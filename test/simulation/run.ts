@@ -25,6 +25,8 @@ export interface Run {
   readonly deadlines: Quit.Deadlines | undefined
   /** `Health.isReady`, read after every step (and right after the signal). */
   readonly readiness: ReadonlyArray<{ readonly at: number; readonly ready: boolean; readonly afterSignal: boolean }>
+  /** The library's own in-flight count of every group and worker, read with readiness; `index`: the log's length then. */
+  readonly counts: ReadonlyArray<{ readonly at: number; readonly index: number; readonly counts: ReadonlyMap<string, number> }>
   readonly signalSent: number | undefined
   readonly secondSent: number | undefined
   readonly errors: ReadonlyArray<string>
@@ -76,9 +78,16 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
       let signalSent: number | undefined
       let secondSent: number | undefined
       const readiness: Array<{ at: number; ready: boolean; afterSignal: boolean }> = []
+      const counts: Array<{ at: number; index: number; counts: ReadonlyMap<string, number> }> = []
       const sample = Effect.flatMap(
         Effect.zip(now, Health.isReady),
-        ([at, ready]) => Effect.sync(() => void readiness.push({ at, ready, afterSignal: signalSent !== undefined }))
+        ([at, ready]) =>
+          Effect.sync(() => {
+            readiness.push({ at, ready, afterSignal: signalSent !== undefined })
+            const seen = new Map<string, number>()
+            for (const entry of impl.entries) if (entry.inFlight !== undefined) seen.set(entry.name, entry.inFlight.count)
+            counts.push({ at, index: rec.events.length, counts: seen })
+          })
       )
       const settle = Effect.gen(function*() {
         for (let i = 0; i < 5 && running.pollUnsafe() === undefined; i++) yield* Effect.yieldNow
@@ -123,6 +132,7 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
         history,
         deadlines,
         readiness,
+        counts,
         signalSent,
         secondSent,
         errors
