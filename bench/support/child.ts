@@ -40,9 +40,15 @@ export const answerCpu = () =>
 /** The child's user + system CPU time so far, in microseconds. */
 export const cpuMicros = async (child: ChildProcess): Promise<number> => {
   child.send("cpu")
-  const [usage] = await once(child, "message") as [NodeJS.CpuUsage]
-  return usage.user + usage.system
+  // Skips other messages: a server under Main.runMain sends 'ready' to its parent.
+  for (;;) {
+    const [message] = await once(child, "message") as [unknown]
+    if (isUsage(message)) return message.user + message.system
+  }
 }
+
+const isUsage = (message: unknown): message is NodeJS.CpuUsage =>
+  typeof message === "object" && message !== null && "user" in message && "system" in message
 
 export const median = (values: ReadonlyArray<number>): number => {
   const sorted = [...values].sort((a, b) => a - b)
