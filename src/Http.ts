@@ -252,27 +252,23 @@ const drainOnClose = (
         Effect.as(connections.awaitClosed, true),
         Effect.as(quit.until(quit.now() + Duration.toMillis(closeTimeout), deadline), false)
       )
-    let group: Quit.Group | undefined
-    // Added before the group, so it runs after the group has drained (step 5).
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        const stuck = group === undefined ? 0 : yield* group.inFlight
-        connections.destroyRest(stuck > 0)
-        if (yield* closedBy("close")) return
-        connections.destroyRest(true)
-        // Destroyed sockets close at once; the wait is bounded all the same.
-        if (!(yield* closedBy("shutdown"))) yield* Effect.logWarning(`${name}: connections still open after they were destroyed`)
-      })
-    )
-    // Forked before the group, so that it still hears a quit event fired by
-    // the group's own finalizer (the layers released, no signal).
-    yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => connections.endKeepAlive())), { startImmediately: true })
-    group = yield* groups.make(quit, name, {
+    const group = yield* groups.make(quit, name, {
       kind: "http",
       drainTimeout: options.drainTimeout,
       closeTimeout: options.closeTimeout,
+      // Step 1 for keep-alive: responses say `Connection: close` from the quit event on.
+      onFire: () => connections.endKeepAlive(),
       onStop: Effect.sync(() => connections.stop()),
-      onCut: cut
+      onCut: cut,
+      // Step 5, once the drain is over.
+      afterDrain: (stuck) =>
+        Effect.gen(function*() {
+          connections.destroyRest(stuck > 0)
+          if (yield* closedBy("close")) return
+          connections.destroyRest(true)
+          // Destroyed sockets close at once; the wait is bounded all the same.
+          if (!(yield* closedBy("shutdown"))) yield* Effect.logWarning(`${name}: connections still open after they were destroyed`)
+        })
     })
     connections.count(quit.find(group.name)!.inFlight!)
     return group

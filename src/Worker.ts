@@ -21,8 +21,8 @@
  *
  * @since 0.1.0
  */
-import type { Cause, Queue, Scope, Stream } from "effect"
-import { Duration, Effect, Layer, Option, Queue as Q, Stream as S } from "effect"
+import type { Cause, Queue, Stream } from "effect"
+import { Duration, Effect, Exit, Layer, Option, Queue as Q, Scope, Stream as S } from "effect"
 import * as groups from "./internal/core/group.ts"
 import { durationOr, InvalidOption } from "./internal/core/options.ts"
 import { current } from "./internal/core/quit.ts"
@@ -237,15 +237,17 @@ export const consume = <A, E1, R1, E, R>(
     const spaced = options.spaced === undefined ? undefined : yield* durationOr(options.spaced, Duration.zero, `${name}: spaced`)
     // Checked before the source opens: bad input acquires nothing.
     yield* groups.timeouts(quit, name, options)
-    // Opened before the group: its finalizer runs after the group has drained.
-    const take = yield* source.open
+    // The source lives in a scope of its own, which the group closes once it has drained (step 5).
+    const sourceScope = yield* Scope.fork(yield* Effect.scope)
+    const take = yield* Scope.provide(source.open, sourceScope)
     const pool = new Pool(name, yield* Effect.context<never>())
-    if ((options.until ?? "quit") === "quit") yield* internal.haltAtQuit(pool)
     const group = yield* groups.make(quit, name, {
       kind: "worker",
       drainTimeout: options.drainTimeout,
       closeTimeout: options.closeTimeout,
-      onStop: pool.stop
+      onFire: (options.until ?? "quit") === "quit" ? () => pool.halt() : undefined,
+      onStop: pool.stop,
+      afterDrain: () => Scope.close(sourceScope, Exit.void)
     })
     pool.count(quit.find(group.name)!.inFlight!)
     yield* internal.start(pool, workers, {

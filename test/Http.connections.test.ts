@@ -6,7 +6,8 @@
  * clients on loopback; assertions on outcomes and the order of events.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Layer } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
 import * as NodeHttp from "node:http"
 import * as NodeHttp2 from "node:http2"
 import * as NodeHttps from "node:https"
@@ -63,6 +64,30 @@ describe("Http: connections with no request yet", () => {
       assert.strictEqual(refused, "ECONNREFUSED", "the listener was closed when the request was sent")
       assert.deepStrictEqual(response, { status: 200, connection: "close", body: "late but served" })
       assert.strictEqual(ended, "closed")
+    })))
+})
+
+describe("Http: the quit event's notice on keep-alive", () => {
+  it.live("a response written in the very turn the quit event fires — by the handler's own fiber — says Connection: close", () =>
+    withQuit(Effect.gen(function*() {
+      const server = NodeHttp.createServer()
+      const Routes = Layer.mergeAll(
+        HttpRouter.add("GET", "/", HttpServerResponse.text("ok")),
+        // Fires the quit event and answers at once, before any other fiber runs.
+        HttpRouter.add("GET", "/quit", Effect.as(Quit.fire("by the handler"), HttpServerResponse.text("ok")))
+      )
+      const app = HttpRouter.serve(Routes, { disableLogger: true, disableListenLog: true }).pipe(
+        Layer.provide(Http.layer(() => server, listenOn))
+      )
+      const run = yield* launch(app)
+      yield* awaitPhase("running")
+      const agent = new NodeHttp.Agent({ keepAlive: true })
+      const before = yield* Effect.promise(() => get(portOf(server), "/", agent))
+      const quitting = yield* Effect.promise(() => get(portOf(server), "/quit", agent))
+      agent.destroy()
+      yield* Fiber.join(run)
+      assert.strictEqual(before.headers["connection"], "keep-alive")
+      assert.strictEqual(quitting.headers["connection"], "close")
     })))
 })
 

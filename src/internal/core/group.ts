@@ -34,6 +34,18 @@ export interface GroupOptions {
   readonly onCut?: Effect.Effect<void, unknown> | undefined
 }
 
+/** What the library's own servers and pools add to a group. @internal */
+export interface MakeOptions extends GroupOptions {
+  /** Called the moment the quit event fires (at once if it has), while the group is registered; synchronous. */
+  readonly onFire?: (() => void) | undefined
+  /**
+   * The last step of the group's close, after its drain, with the units still
+   * in flight then (stuck past the cut): what the units used (connections, a
+   * source). Its own bound is its own business.
+   */
+  readonly afterDrain?: ((stuck: number) => Effect.Effect<void>) | undefined
+}
+
 const counters = new WeakMap<Group, InFlight>()
 
 /**
@@ -88,13 +100,20 @@ export const timeouts = (
 export const make = (
   quit: QuitImpl,
   name: string,
-  options: GroupOptions = {}
+  options: MakeOptions = {}
 ): Effect.Effect<Group, InvalidOption, Scope.Scope> =>
   Effect.gen(function*() {
     const own = yield* timeouts(quit, name, options)
     const entry = quit.register(name, options.kind ?? "group", true, options.onCut)
-    yield* Effect.addFinalizer(() => drain(quit, entry, { ...own, onStop: options.onStop }))
-    return toGroup(entry, entry.inFlight!)
+    const inFlight = entry.inFlight!
+    if (options.onFire !== undefined) quit.onFire(entry, options.onFire)
+    const { afterDrain } = options
+    // One finalizer, its steps in order: the drain, then what it leaves.
+    yield* Effect.addFinalizer(() => {
+      const drained = drain(quit, entry, { ...own, onStop: options.onStop })
+      return afterDrain === undefined ? drained : Effect.andThen(drained, Effect.suspend(() => afterDrain(inFlight.count)))
+    })
+    return toGroup(entry, inFlight)
   })
 
 /**

@@ -255,6 +255,7 @@ export class QuitImpl implements Service {
     }
     this.setPhase("draining")
     Deferred.doneUnsafe(this.#fired, Exit.succeed(reason))
+    for (const entry of this.entries) this.#callOnFire(entry)
     this.#keeper = this.#runFork(
       Effect.all([this.#keep(this.deadlines), this.#logProgress()], { concurrency: "unbounded", discard: true })
     )
@@ -347,6 +348,28 @@ export class QuitImpl implements Service {
   }
 
   // ---- the registry --------------------------------------------------------
+
+  /**
+   * Calls `f` the moment the quit event fires — at once if it has — for as
+   * long as `entry` is registered: in `fire` itself, not a turn later, so
+   * that it holds whatever fires it (a signal, code, the first finalizer of
+   * the layers, this entry's own).
+   */
+  onFire(entry: Entry, f: () => void): void {
+    entry.onFire = f
+    if (this.reason !== undefined) this.#callOnFire(entry)
+  }
+
+  #callOnFire(entry: Entry): void {
+    const f = entry.onFire
+    if (f === undefined) return
+    entry.onFire = undefined
+    try {
+      f()
+    } catch (error) {
+      this.#runFork(Effect.logError(`${entry.label}: reacting to the quit event failed`, Cause.die(error)))
+    }
+  }
 
   /** Registers a resource; a name already taken gets a `#2`, `#3` suffix. */
   register(name: string, kind: string, counted: boolean, onCut?: Effect.Effect<void, unknown>): Entry {

@@ -33,6 +33,8 @@ export class Entry {
   cut: { readonly count: number; readonly why: string } | undefined
   /** Completes when the cut's `onCut` has ended. */
   cutting: Effect.Effect<void> | undefined
+  /** Called the moment the quit event fires, while it is registered (see `QuitImpl.onFire`). */
+  onFire: (() => void) | undefined
   outcome: Outcome | undefined
   detail: string | undefined
 

@@ -11,7 +11,6 @@ import type { Context, Fiber, Scope } from "effect"
 import { Cause, Config, Data, Deferred, Duration, Effect, Exit, Metric, Schema, Stream } from "effect"
 import { first } from "../core/first.ts"
 import * as groups from "../core/group.ts"
-import type { Group } from "../core/group.ts"
 import type { DurationInput, InvalidOption } from "../core/options.ts"
 import { current, type Quit } from "../core/quit.ts"
 import { listen } from "../http/listen.ts"
@@ -237,16 +236,15 @@ export const serve = <R>(
       server.tryShutdown(oneClosed)
       health.endWatches()
     }
-    let group: Group | undefined
-    // Step 4. Added first, so it runs after the group's drain below. With no
-    // call in flight, what is left carries nothing (an idle session, a TLS
-    // handshake that never finished): a short grace for the last frames to
-    // flush, then it is destroyed. With calls still in flight (stuck past the
-    // cut), they are destroyed at the close deadline.
-    yield* Effect.addFinalizer(() =>
+    // Step 4, once the group has drained. With no call in flight, what is
+    // left carries nothing (an idle session, a TLS handshake that never
+    // finished): a short grace for the last frames to flush, then it is
+    // destroyed. With calls still in flight (stuck past the cut), they are
+    // destroyed at the close deadline.
+    const closeConnections = (stuck: number) =>
       Effect.gen(function*() {
         stop()
-        const idle = group === undefined || (yield* group.inFlight) === 0
+        const idle = stuck === 0
         const closeTimeout = Duration.toMillis(quit.options.closeTimeout)
         const wait = idle ? Math.min(GRACE_MILLIS, closeTimeout) : closeTimeout
         const done = yield* first(
@@ -261,18 +259,16 @@ export const serve = <R>(
           ? Effect.logDebug(`${name}: connections with nothing in flight closed`)
           : Effect.logWarning(`${name}: connections still open at the close deadline; destroyed`)
       })
-    )
-    // NOT_SERVING the moment the quit event fires — before the drain delay.
-    // Forked before the group, so that it still hears a quit event fired by
-    // the group's own finalizer (the layers released, no signal).
-    yield* Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => health.quit())), { startImmediately: true })
     // Steps 2 and 3. tryShutdown's callback is not awaited here: the group's
     // wait-until-idle is the wait, and it ends the moment the last call does.
-    group = yield* groups.make(quit, name, {
+    const group = yield* groups.make(quit, name, {
       kind: "grpc",
       drainTimeout: options.drainTimeout,
+      // Step 1: NOT_SERVING the moment the quit event fires — before the drain delay.
+      onFire: () => health.quit(),
       onStop: Effect.sync(stop),
-      onCut: Effect.sync(() => server.forceShutdown())
+      onCut: Effect.sync(() => server.forceShutdown()),
+      afterDrain: closeConnections
     })
     const runtime = makeRuntime<R>({
       name: group.name,

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import type { Duration, Scope } from "effect"
+import type { Duration } from "effect"
 import { Cause, Effect, Exit, Metric, Pull, Schedule } from "effect"
 import { current, type Quit, type QuitImpl } from "../core/quit.ts"
 import type { Pool, Slot } from "./pool.ts"
@@ -33,18 +33,6 @@ export interface Run<A, E, R> {
   readonly until: "quit" | "close"
   readonly onGiveUp: ((item: A, cause: Cause.Cause<E>) => Effect.Effect<void>) | undefined
 }
-
-/**
- * Halts the pool the moment the quit event fires. Forked before the pool's
- * group, so that it is interrupted only after the group has drained and still
- * hears a quit event that the group's own finalizer fires (the layers
- * released, no signal).
- *
- * @internal
- */
-export const haltAtQuit = (pool: Pool): Effect.Effect<void, never, Quit | Scope.Scope> =>
-  Effect.flatMap(current, (quit) =>
-    Effect.asVoid(Effect.forkScoped(Effect.andThen(quit.fired, Effect.sync(() => pool.halt())), { startImmediately: true })))
 
 /**
  * Starts `workers` worker fibers, detached from the scope: closing the scope
