@@ -213,10 +213,11 @@ export type Service<R> = services.Service<R>
  * import { Effect } from "effect"
  * import * as Grpc from "effect-graceful/Grpc"
  * class NoSuchUser { readonly _tag = "NoSuchUser" }
- * declare const Users: { readonly Get: Grpc.Method<{ id: string }, { name: string }> }
- * const UsersService = Grpc.service(Users, {
- *   Get: Grpc.unary(({ id }) => id === "1" ? Effect.succeed({ name: "Ada" }) : Effect.fail(new NoSuchUser()))
- * }, { onFailure: (error) => ({ code: status.NOT_FOUND, details: error._tag }) })
+ * type Users = { readonly Get: { readonly request: { id: string }; readonly response: { name: string } } }
+ * const UsersService = Effect.map(Grpc.loadService<Users>("users.proto", "demo.Users"), (Users) =>
+ *   Grpc.service(Users, {
+ *     Get: Grpc.unary(({ id }) => id === "1" ? Effect.succeed({ name: "Ada" }) : Effect.fail(new NoSuchUser()))
+ *   }, { onFailure: (error) => ({ code: status.NOT_FOUND, details: error._tag }) }))
  * ```
  * @since 0.1.0
  */

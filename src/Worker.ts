@@ -87,7 +87,8 @@ export const fromStream = <A, E, R>(
  * ```ts
  * import { Effect, Option } from "effect"
  * import { Worker } from "effect-graceful"
- * declare const claimOne: Effect.Effect<Option.Option<string>>
+ * // An item, or none yet: a row claimed from a table, a message from a broker.
+ * const claimOne = Effect.sync(() => Math.random() < 0.5 ? Option.some("an item") : Option.none())
  * const source = Worker.poll(claimOne, { interval: "500 millis" })
  * ```
  * @since 0.1.0

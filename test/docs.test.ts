@@ -7,24 +7,14 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFile } from "node:child_process"
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
+import { examples } from "./support/jsdoc.ts"
 
 const root = fileURLToPath(new URL("../", import.meta.url))
 const out = join(root, "bench/.tmp/jsdoc-examples")
-
-/** The examples of one module: the code of each ```ts block under an `@example` tag. */
-const examples = (file: string): ReadonlyArray<{ readonly line: number; readonly code: string }> => {
-  const text = readFileSync(join(root, "src", file), "utf8")
-  const found: Array<{ line: number; code: string }> = []
-  for (const match of text.matchAll(/@example\s*\n\s*\* ```ts\n([\s\S]*?)\n\s*\* ```/g)) {
-    const code = match[1]!.split("\n").map((line) => line.replace(/^\s*\* ?/, "")).join("\n")
-    found.push({ line: text.slice(0, match.index).split("\n").length, code })
-  }
-  return found
-}
 
 describe("the JSDoc examples", () => {
   it("each compiles against the library", async () => {
@@ -33,7 +23,7 @@ describe("the JSDoc examples", () => {
     const modules = readdirSync(join(root, "src")).filter((name) => name.endsWith(".ts"))
     let count = 0
     for (const module of modules) {
-      for (const { code, line } of examples(module)) {
+      for (const { code, line } of examples(join(root, "src", module))) {
         count++
         // Each its own module, so that the names of one do not clash with another's.
         writeFileSync(join(out, `${module.replace(/\.ts$/, "")}.line${line}.ts`), `${code}\nexport {}\n`)

@@ -19,9 +19,20 @@ export interface Child {
 
 export const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
 
-export const start = (file: string, env: Record<string, string> = {}, options: { readonly ipc?: boolean } = {}): Child => {
-  const child = spawn(process.execPath, [file], {
+export interface StartOptions {
+  /** The child gets `process.send`, as under PM2 or Node's cluster. */
+  readonly ipc?: boolean
+  /** Node's own flags, before the file (`--import`). */
+  readonly execArgv?: ReadonlyArray<string>
+  /** Arguments after the file. */
+  readonly args?: ReadonlyArray<string>
+  readonly cwd?: string
+}
+
+export const start = (file: string, env: Record<string, string> = {}, options: StartOptions = {}): Child => {
+  const child = spawn(process.execPath, [...(options.execArgv ?? []), file, ...(options.args ?? [])], {
     env: { ...process.env, ...env },
+    cwd: options.cwd,
     // With `ipc`, the child has `process.send`, as under PM2 or Node's cluster.
     stdio: options.ipc === true ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe"]
   })
