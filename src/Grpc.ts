@@ -35,6 +35,7 @@ import { Context, Effect, Layer } from "effect"
 import type { InvalidOption } from "./internal/core/options.ts"
 import type * as call from "./internal/grpc/call.ts"
 import * as internal from "./internal/grpc/server.ts"
+import * as listen_ from "./internal/http/listen.ts"
 import * as services from "./internal/grpc/service.ts"
 import type * as Quit from "./Quit.ts"
 
@@ -305,13 +306,16 @@ export type Handle = internal.Handle
 export class Server extends Context.Service<Server, Handle>()("effect-graceful/Grpc/Server") {}
 
 /**
- * The server could not bind its address (in use, not local, not parseable).
+ * The server could not listen on its address (in use, not this host's, a
+ * permission missing): the same class as `Http.BindError` — one error for
+ * every port the library binds — with the address, the system's code and
+ * the cause.
  *
  * @since 0.1.0
  */
-export const BindError: typeof internal.BindError = internal.BindError
+export const BindError: typeof listen_.BindError = listen_.BindError
 /** @since 0.1.0 */
-export type BindError = internal.BindError
+export type BindError = listen_.BindError
 
 /**
  * Serves `services` for the lifetime of the current scope, stopping as the

@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Data, Deferred, Effect, Exit, Fiber, Metric, Schedule, Stream } from "effect"
 import { type AddressInfo, createServer } from "node:net"
 import * as Grpc from "../src/Grpc.ts"
+import * as Http from "../src/Http.ts"
 import { Quit, Shutdown } from "../src/index.ts"
 import { DemoClient, demoProto } from "./support/grpcClient.ts"
 import { testCertificate } from "./support/http.ts"
@@ -374,7 +375,7 @@ describe("Grpc: health and binding", () => {
       client.close()
     })))
 
-  it.live("an address in use fails with a BindError naming the address", () =>
+  it.live("an address in use fails with the BindError of every port the library binds (Http.BindError), naming the address", () =>
     withQuit(Effect.gen(function*() {
       const first = yield* serveDemo(new Journal())
       const second = yield* Effect.exit(Effect.scoped(
@@ -383,7 +384,8 @@ describe("Grpc: health and binding", () => {
       ))
       const error = Exit.isFailure(second) ? Cause.squash(second.cause) : undefined
       assert.instanceOf(error, Grpc.BindError)
-      assert.strictEqual((error as Grpc.BindError).address, `127.0.0.1:${first.port}`)
-      assert.include((error as Grpc.BindError).message, `cannot bind the gRPC server to 127.0.0.1:${first.port}`)
+      assert.instanceOf(error, Http.BindError, "one class for every port")
+      assert.deepInclude(error as Grpc.BindError, { _tag: "BindError", address: `127.0.0.1:${first.port}`, code: "EADDRINUSE" })
+      assert.strictEqual((error as Grpc.BindError).message, `cannot listen on 127.0.0.1:${first.port}: address already in use (EADDRINUSE)`)
     })))
 })

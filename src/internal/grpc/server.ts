@@ -8,12 +8,12 @@
 import * as grpc from "@grpc/grpc-js"
 import * as Net from "node:net"
 import type { Context, Fiber, Scope } from "effect"
-import { Cause, Config, Data, Deferred, Duration, Effect, Exit, Metric, Schema, Stream } from "effect"
+import { Cause, Config, Deferred, Duration, Effect, Exit, Metric, Schema, Stream } from "effect"
 import { first } from "../core/first.ts"
 import * as groups from "../core/group.ts"
 import type { DurationInput, InvalidOption } from "../core/options.ts"
 import { current, type Quit } from "../core/quit.ts"
-import { listen } from "../http/listen.ts"
+import { type BindError, listen } from "../http/listen.ts"
 import * as call from "./call.ts"
 import { Health } from "./health.ts"
 import type { Registered, Service } from "./service.ts"
@@ -143,16 +143,6 @@ const GRACE_MILLIS = 1000
 const formatAddress = (host: string, port: number): string =>
   host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`
 
-/** @internal */
-export class BindError extends Data.TaggedError("GrpcBindError")<{
-  readonly address: string
-  readonly reason: string
-}> {
-  override get message(): string {
-    return `cannot bind the gRPC server to ${this.address}: ${this.reason}`
-  }
-}
-
 /**
  * Listens on `host:port` with a listener of ours and hands each connection to
  * grpc-js (`createConnectionInjector`), rather than `bindAsync`: grpc-js
@@ -178,9 +168,7 @@ const bind = (
       socket.once("close", () => sockets.delete(socket))
       injector.injectConnection(socket)
     })
-    yield* listen(listener, { host, port, reusePort }).pipe(
-      Effect.mapError((error) => new BindError({ address: formatAddress(host, port), reason: error.message }))
-    )
+    yield* listen(listener, { host, port, reusePort })
     return { listener, sockets }
   })
 
