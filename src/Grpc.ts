@@ -231,12 +231,16 @@ export const service = <D extends Definition, H extends Handlers<D>>(
   // handler against its method, and ContextOf<H> is what they require.
   const erased = handlers as unknown as { readonly [method: string]: services.AnyHandler<ContextOf<H>> }
   const onFailure = options.onFailure
+  const { methods, name } = services.registered(definition, erased)
   return {
-    ...services.registered(definition, erased),
-    onFailure: onFailure === undefined
-      ? defaultStatus
-      // Only this service's handlers fail into it, with errors of their types.
-      : (error) => onFailure(error as ErrorOf<H>) ?? defaultStatus(error)
+    name,
+    [services.internals]: {
+      methods,
+      onFailure: onFailure === undefined
+        ? defaultStatus
+        // Only this service's handlers fail into it, with errors of their types.
+        : (error) => onFailure(error as ErrorOf<H>) ?? defaultStatus(error)
+    }
   }
 }
 
@@ -336,7 +340,7 @@ export type BindError = listen_.BindError
  */
 export const serve = <R>(
   options: ServeOptions<R>
-): Effect.Effect<Handle, BindError | InvalidOption | Config.ConfigError, R | Quit.Quit | Scope.Scope> =>
+): Effect.Effect<Handle, BindError | InvalidOption, R | Quit.Quit | Scope.Scope> =>
   internal.serve(options)
 
 /**
@@ -359,5 +363,5 @@ export const serve = <R>(
  */
 export const layer = <R>(
   options: ServeOptions<R>
-): Layer.Layer<Server, BindError | InvalidOption | Config.ConfigError, Exclude<R, Scope.Scope> | Quit.Quit> =>
+): Layer.Layer<Server, BindError | InvalidOption, Exclude<R, Scope.Scope> | Quit.Quit> =>
   Layer.effect(Server, serve(options))

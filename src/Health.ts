@@ -24,9 +24,8 @@ import { Context, Duration, Effect, Layer, Result, Stream } from "effect"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import { decodeDuration, type DurationInput, InvalidOption } from "./internal/core/options.ts"
-import { PrometheusMetrics } from "effect/observability"
-import { current, type QuitImpl } from "./internal/core/quit.ts"
-import type { Verdict } from "./internal/core/readiness.ts"
+import { current } from "./internal/core/quit.ts"
+import * as probes from "./internal/http/probes.ts"
 import { type BindError, describeAddress, listen } from "./internal/http/listen.ts"
 import * as Quit from "./Quit.ts"
 
@@ -37,21 +36,7 @@ import * as Quit from "./Quit.ts"
  *
  * @since 0.1.0
  */
-export interface ProbeOptions {
-  readonly readinessPath?: string | undefined
-  readonly livenessPath?: string | undefined
-  /** A 503 body lists the reasons, one per line: `db: timed out after 500ms`. */
-  readonly detail?: boolean | undefined
-  /**
-   * Serve the metrics in the Prometheus text format (through Effect's
-   * `PrometheusMetrics`): `true` at `/metrics`, or at the path given. Off by
-   * default. The library's series are there with the program's own:
-   * `effect_graceful_in_flight`, `_units_started_total` and `_units_cut_total`
-   * per group, `effect_graceful_phase`, `_since_quit_seconds`,
-   * `_shutdown_duration_seconds`, the workers' and gRPC servers' series.
-   */
-  readonly metrics?: boolean | string | undefined
-}
+export type ProbeOptions = probes.ProbeOptions
 
 /**
  * A Node request handler for the probes: answers a probe and returns `true`
@@ -61,41 +46,21 @@ export interface ProbeOptions {
  *
  * @since 0.1.0
  */
-export type Handler = (request: Probe, response: Reply) => boolean
+export type Handler = probes.Handler
 
 /**
  * What the probes read of a request.
  *
  * @since 0.1.0
  */
-export interface Probe {
-  readonly method?: string | undefined
-  readonly url?: string | undefined
-}
+export type Probe = probes.Probe
 
 /**
  * What the probes write to a response.
  *
  * @since 0.1.0
  */
-export interface Reply {
-  statusCode: number
-  setHeader(name: string, value: string | number): unknown
-  end(body: string): unknown
-}
-
-// Why the program is not ready, as far as it is known without running the
-// checks; `undefined` when only the checks can say.
-const known = (quit: QuitImpl): Verdict | undefined => {
-  const phase = quit.phase.phase
-  if (phase !== "running") return [phase === "starting" ? "starting" : "shutting down"]
-  const mark = quit.readiness.mark
-  if (mark !== undefined) return [`marked not ready: ${mark}`]
-  return quit.readiness.hasChecks ? undefined : []
-}
-
-// The checks' verdict, with what happened meanwhile (the quit event fired).
-const verdict = (quit: QuitImpl, checks: Verdict): Verdict => known(quit) ?? checks
+export type Reply = probes.Reply
 
 /**
  * Whether the program is ready for traffic: the phase is `running`, it is not
@@ -110,9 +75,9 @@ const verdict = (quit: QuitImpl, checks: Verdict): Verdict => known(quit) ?? che
  * @since 0.1.0
  */
 export const isReady: Effect.Effect<boolean, never, Quit.Quit> = Effect.flatMap(current, (quit) => {
-  const now = known(quit)
+  const now = probes.known(quit)
   if (now !== undefined) return Effect.succeed(now.length === 0)
-  return Effect.map(quit.readiness.evaluate, (checks) => verdict(quit, checks).length === 0)
+  return Effect.map(quit.readiness.evaluate, (checks) => probes.verdict(quit, checks).length === 0)
 })
 
 /**
@@ -210,60 +175,6 @@ export const markNotReady = (reason: string): Effect.Effect<void, never, Quit.Qu
  */
 export const markReady: Effect.Effect<void, never, Quit.Quit> = Effect.flatMap(current, (quit) => quit.readiness.setMark(undefined))
 
-const TEXT = "text/plain; charset=utf-8"
-const PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
-
-const answer = (response: Reply, method: string | undefined, status: number, body: string, contentType = TEXT) => {
-  const head = method === "HEAD"
-  if (!head && method !== "GET") {
-    response.statusCode = 405
-    response.setHeader("allow", "GET, HEAD")
-    response.setHeader("content-length", 0)
-    response.end("")
-    return
-  }
-  response.statusCode = status
-  response.setHeader("content-type", contentType)
-  response.setHeader("content-length", Buffer.byteLength(body))
-  response.setHeader("cache-control", "no-store")
-  response.end(head ? "" : body)
-}
-
-const notReady = (reasons: Verdict, detail: boolean) => detail ? `not ready\n${reasons.map((reason) => `${reason}\n`).join("")}` : "not ready\n"
-
-/** @internal */
-export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler => {
-  const readiness = options.readinessPath ?? "/readyz"
-  const liveness = options.livenessPath ?? "/livez"
-  const detail = options.detail === true
-  const metrics = options.metrics === true ? "/metrics" : typeof options.metrics === "string" ? options.metrics : undefined
-  const reply = (response: Reply, method: string | undefined, reasons: Verdict) =>
-    reasons.length === 0
-      ? answer(response, method, 200, "ready\n")
-      : answer(response, method, 503, notReady(reasons, detail))
-  return (request, response) => {
-    const url = request.url ?? "/"
-    const query = url.indexOf("?")
-    const path = query === -1 ? url : url.slice(0, query)
-    if (path === readiness) {
-      const now = known(quit)
-      // With checks to run, the answer comes when they have.
-      if (now === undefined) quit.readiness.evaluateThen((checks) => reply(response, request.method, verdict(quit, checks)))
-      else reply(response, request.method, now)
-      return true
-    }
-    if (path === liveness) {
-      answer(response, request.method, 200, "alive\n")
-      return true
-    }
-    if (path === metrics) {
-      answer(response, request.method, 200, PrometheusMetrics.formatUnsafe(quit.context), PROMETHEUS)
-      return true
-    }
-    return false
-  }
-}
-
 /**
  * The probes as a plain Node handler, for a server or framework of your own.
  *
@@ -280,7 +191,7 @@ export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler
  * @since 0.1.0
  */
 export const handler = (options: ProbeOptions = {}): Effect.Effect<Handler, never, Quit.Quit> =>
-  Effect.map(current, (quit) => makeHandler(quit, options))
+  Effect.map(current, (quit) => probes.makeHandler(quit, options))
 
 /**
  * Options of the standalone health server: where it listens, and its probes.
@@ -323,9 +234,9 @@ export const layer = (options: Options = {}): Layer.Layer<Server, BindError, Qui
   Layer.effect(Server, Effect.gen(function*() {
     const quit = yield* current
     const { detail, livenessPath, metrics, readinessPath, ...listenOptions } = options
-    const probes = makeHandler(quit, { detail, livenessPath, metrics, readinessPath })
+    const answer = probes.makeHandler(quit, { detail, livenessPath, metrics, readinessPath })
     const server = Http.createServer((request, response) => {
-      if (!probes(request, response)) response.writeHead(404, { "content-length": 0 }).end()
+      if (!answer(request, response)) response.writeHead(404, { "content-length": 0 }).end()
     })
     const close = Effect.sync(() => {
       server.close()

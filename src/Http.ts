@@ -27,6 +27,8 @@ import { HttpServer } from "effect/http"
 import type * as Net from "node:net"
 import * as Tls from "node:tls"
 import * as Health from "./Health.ts"
+import * as probes from "./internal/http/probes.ts"
+import { read } from "./internal/core/configError.ts"
 import { first } from "./internal/core/first.ts"
 import * as groups from "./internal/core/group.ts"
 import type { InvalidOption } from "./internal/core/options.ts"
@@ -285,7 +287,7 @@ const grace = (own: groups.Timeouts) => Math.min(GRACE_MILLIS, Duration.toMillis
 const clock = (quit: QuitImpl) => ({ now: () => quit.now(), schedule: (millis: number, f: () => void) => quit.schedule(millis, f) })
 
 const intercept = (quit: QuitImpl, health: Options["health"]) =>
-  health === undefined || health === false ? undefined : Health.makeHandler(quit, health === true ? {} : health)
+  health === undefined || health === false ? undefined : probes.makeHandler(quit, health === true ? {} : health)
 
 const split = <O extends Options>(options: O) => {
   const { closeTimeout: _c, drainTimeout: _d, health: _h, name: _n, ...rest } = options
@@ -401,20 +403,17 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
     return Context.make(HttpServer.HttpServer, served).pipe(Context.add(Closing, makeClosing(connections)))
   }))
 
-/**
- * `PORT` (default 3000; 0 picks a free port) and `HOST` (default: every interface) from the
- * environment, through Effect's `Config`.
- *
- * @since 0.1.0
- */
-export const listenConfig: Config.Config<{ readonly port: number; readonly host: string | undefined }> = Config.all({
+// PORT (default 3000; 0 picks a free port) and HOST (default: every
+// interface), through Effect's `Config`; a bad value is an `InvalidOption`.
+const listenSettings = read(Config.all({
   port: Config.schema(Schema.Port, "PORT").pipe(Config.withDefault(3000)),
   host: Config.String("HOST").pipe(Config.option, Config.map(Option.getOrUndefined))
-})
+}))
 
 /**
- * {@link layer}, listening where {@link listenConfig} says. Fails with a
- * `ConfigError` naming the variable when `PORT` is not a port.
+ * {@link layer}, listening on `PORT` (default 3000; 0 picks a free port) and
+ * `HOST` (default: every interface) from the environment. A `PORT` that is not
+ * a port fails with `InvalidOption` naming it and its value.
  *
  * @example
  * ```ts
@@ -428,11 +427,11 @@ export const listenConfig: Config.Config<{ readonly port: number; readonly host:
  * @since 0.1.0
  */
 export const layerConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options: Omit<EffectOptions, "port" | "host"> = {}) =>
-  Layer.unwrap(Effect.map(listenConfig, (where) => layer(evaluate, { ...options, ...where })))
+  Layer.unwrap(Effect.map(listenSettings, (where) => layer(evaluate, { ...options, ...where })))
 
 /**
- * {@link layerNode}, listening where {@link listenConfig} says. Fails with a
- * `ConfigError` naming the variable when `PORT` is not a port.
+ * {@link layerNode}, listening on `PORT` and `HOST` as {@link layerConfig}
+ * does.
  *
  * @example
  * ```ts
@@ -443,4 +442,4 @@ export const layerConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options
  * @since 0.1.0
  */
 export const layerNodeConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options: Omit<NodeOptions, "port" | "host"> = {}) =>
-  Layer.unwrap(Effect.map(listenConfig, (where) => layerNode(evaluate, { ...options, ...where })))
+  Layer.unwrap(Effect.map(listenSettings, (where) => layerNode(evaluate, { ...options, ...where })))

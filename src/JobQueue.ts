@@ -25,6 +25,7 @@ import { Cause, Clock, Config, Context, Data, Deferred, Duration, Effect, Exit, 
 import type { DatabaseSync } from "node:sqlite"
 import * as Closer from "./Closer.ts"
 import { durationOr, type InvalidOption } from "./internal/core/options.ts"
+import { read } from "./internal/core/configError.ts"
 import * as store from "./internal/jobs/store.ts"
 import { Duration as DurationConfig, type DurationInput } from "./Options.ts"
 import type * as Quit from "./Quit.ts"
@@ -51,7 +52,7 @@ export class JobQueueError extends Data.TaggedError("JobQueueError")<{
 }
 
 /**
- * The queue's operations. `worker` is built on `claim` and `complete`; use
+ * The queue's operations. `layerWorker` is built on `claim` and `complete`; use
  * them directly only for a consumer of your own.
  *
  * @since 0.1.0
@@ -103,7 +104,7 @@ const attemptNow = <A>(operation: string, body: (now: number) => A): Effect.Effe
 
 /**
  * Opens the queue for the lifetime of the layer. Pools using it (through
- * {@link worker}) must be built on top of it, so that they drain first. When it
+ * {@link layerWorker}) must be built on top of it, so that they drain first. When it
  * closes, in this order: lease renewal stops; the claims this process still
  * holds (jobs cut at the drain deadline, or claimed but never started) are
  * released to pending; the database closes.
@@ -181,14 +182,14 @@ export const layer = (options: Options): Layer.Layer<JobQueue, JobQueueError | I
  */
 export const layerConfig = (
   options: Pick<Options, "setup"> = {}
-): Layer.Layer<JobQueue, JobQueueError | InvalidOption | Config.ConfigError, Quit.Quit> =>
+): Layer.Layer<JobQueue, JobQueueError | InvalidOption, Quit.Quit> =>
   Layer.unwrap(
     Effect.map(
-      Config.all({
+      read(Config.all({
         path: Config.String("JOBS_DB"),
         lease: DurationConfig("JOBS_LEASE").pipe(Config.withDefault(Duration.seconds(30))),
         pollInterval: DurationConfig("JOBS_POLL_INTERVAL").pipe(Config.withDefault(Duration.seconds(1)))
-      }),
+      })),
       (config) => layer({ ...config, ...options })
     )
   )
@@ -201,7 +202,7 @@ export const enqueue = (payloads: ReadonlyArray<string>): Effect.Effect<Readonly
 export const stats: Effect.Effect<Stats, JobQueueError, JobQueue> = JobQueue.use((queue) => queue.stats)
 
 /**
- * Options of {@link worker}: those of a `Worker` pool, and `commit`.
+ * Options of {@link layerWorker}: those of a `Worker` pool, and `commit`.
  *
  * @since 0.1.0
  */
@@ -233,7 +234,7 @@ export const defaultPolicy: Worker.Policy<unknown> = Worker.retry(
  * ```ts
  * import { Effect, Layer } from "effect"
  * import { JobQueue, Main } from "effect-graceful"
- * const Resize = JobQueue.worker("resize", (job) => Effect.log(`resizing ${job.payload}`), {
+ * const Resize = JobQueue.layerWorker("resize", (job) => Effect.log(`resizing ${job.payload}`), {
  *   workers: 4,
  *   commit: (db, job) => db.prepare("INSERT INTO resized (job) VALUES (?)").run(job.id)
  * })
@@ -273,7 +274,7 @@ export const consume = <A, E, R>(
  *
  * @since 0.1.0
  */
-export const worker = <A, E, R>(
+export const layerWorker = <A, E, R>(
   name: string,
   process: (job: Job) => Effect.Effect<A, E, R>,
   options: WorkerOptions<A, E> = {}

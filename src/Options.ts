@@ -108,14 +108,6 @@ export const parseDuration: (text: string) => Result.Result<D.Duration, string> 
 export const Duration: (name: string) => Config.Config<D.Duration> = internal.durationConfig
 
 /**
- * Decodes a duration given in code, naming `variable` in the error.
- *
- * @since 0.1.0
- */
-export const decodeDuration: (input: DurationInput, variable: string) => Result.Result<D.Duration, InvalidOption> =
-  internal.decodeDuration
-
-/**
  * Resolves the options: the environment (through Effect's `ConfigProvider`)
  * over the values from code over the defaults, then the budget rule. Fails
  * with `InvalidOption` naming the variable and its value when a duration does

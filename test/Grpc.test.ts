@@ -362,7 +362,7 @@ describe("Grpc: health and binding", () => {
       { phase: "starting" }
     ))
 
-  it.live("without host and port in code, GRPC_HOST and GRPC_PORT from the environment say where to bind", () =>
+  it.live("without host and port in code, GRPC_HOST and GRPC_PORT from the environment say where to bind; a bad one is an InvalidOption naming it", () =>
     withQuit(Effect.gen(function*() {
       const port = yield* promise(freePort)
       const env = { GRPC_HOST: "127.0.0.1", GRPC_PORT: String(port) }
@@ -373,6 +373,11 @@ describe("Grpc: health and binding", () => {
       const client = new DemoClient(server.address)
       assert.strictEqual(yield* promise(() => client.check("demo.Demo")), "SERVING")
       client.close()
+      const bad = yield* Effect.flatMap(demoService(new Journal()), (service) => Grpc.serve({ services: [service], name: "bad" })).pipe(
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: { GRPC_PORT: "70000" } })),
+        Effect.flip
+      )
+      assert.deepInclude(bad, { _tag: "InvalidOption", variable: "GRPC_PORT", value: "70000" })
     })))
 
   it.live("an address in use fails with the BindError of every port the library binds (Http.BindError), naming the address", () =>

@@ -47,7 +47,7 @@ const start = <A, E>(
 ) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const layer = JobQueue.worker("jobs", process, options).pipe(
+    const layer = JobQueue.layerWorker("jobs", process, options).pipe(
       Layer.provideMerge(JobQueue.layer({ path, setup, ...queue }))
     )
     const context = yield* Layer.buildWithScope(layer, scope)

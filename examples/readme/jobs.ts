@@ -9,7 +9,7 @@ const Jobs = JobQueue.layer({
 })
 
 // `commit` runs in the transaction that marks the job done: its writes happen exactly once.
-const Resizer = JobQueue.worker("resizer", (job) => resize(job.payload), {
+const Resizer = JobQueue.layerWorker("resizer", (job) => resize(job.payload), {
   workers: 4,
   commit: (db, job, bytes) => db.prepare("INSERT INTO resized (job, bytes) VALUES (?, ?)").run(job.id, bytes)
 })

@@ -17,7 +17,7 @@ export const Database = (path: string, lease?: Duration.Duration) =>
 
 /** `workers` fibers, each processing a job in `jobMillis`. */
 export const Workers = (workers: number, jobMillis: number) =>
-  JobQueue.worker("jobs", () => Effect.as(Effect.sleep(jobMillis), process.pid), {
+  JobQueue.layerWorker("jobs", () => Effect.as(Effect.sleep(jobMillis), process.pid), {
     workers,
     commit: (db, job, pid) =>
       db.prepare("INSERT INTO results (job, pid, done_at) VALUES (?, ?, ?)").run(job.id, pid, Date.now())

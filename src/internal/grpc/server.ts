@@ -9,6 +9,7 @@ import * as grpc from "@grpc/grpc-js"
 import * as Net from "node:net"
 import type { Context, Fiber, Scope } from "effect"
 import { Cause, Config, Deferred, Duration, Effect, Exit, Metric, Schema, Stream } from "effect"
+import { read } from "../core/configError.ts"
 import { first } from "../core/first.ts"
 import * as groups from "../core/group.ts"
 import type { DurationInput, InvalidOption } from "../core/options.ts"
@@ -16,7 +17,7 @@ import { current, type Quit } from "../core/quit.ts"
 import { type BindError, listen } from "../http/listen.ts"
 import * as call from "./call.ts"
 import { Health } from "./health.ts"
-import type { Registered, Service } from "./service.ts"
+import { internals, type Registered, type Service } from "./service.ts"
 
 /**
  * Where and what a server serves.
@@ -173,7 +174,7 @@ const bind = (
   })
 
 const setting = <A>(value: A | Config.Config<A> | undefined, fallback: Config.Config<A>) =>
-  value === undefined ? fallback : Config.isConfig(value) ? value : Config.succeed(value)
+  read(value === undefined ? fallback : Config.isConfig(value) ? value : Config.succeed(value))
 
 /**
  * Serves until the current scope closes, then stops in this order:
@@ -191,7 +192,7 @@ const setting = <A>(value: A | Config.Config<A> | undefined, fallback: Config.Co
  */
 export const serve = <R>(
   options: ServeOptions<R>
-): Effect.Effect<Handle, BindError | InvalidOption | Config.ConfigError, R | Quit | Scope.Scope> =>
+): Effect.Effect<Handle, BindError | InvalidOption, R | Quit | Scope.Scope> =>
   Effect.gen(function*() {
     const quit = yield* current
     const name = options.name ?? "grpc"
@@ -266,7 +267,7 @@ export const serve = <R>(
       isStopping: () => stopping
     })
     for (const service of options.services) {
-      yield* register(server, runtime, service.methods, service.onFailure)
+      yield* register(server, runtime, service[internals].methods, service[internals].onFailure)
     }
     if (options.health !== false) health.addTo(server)
     const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure()

@@ -117,10 +117,16 @@ export const loadService = (
     return Effect.fail(new ProtoError({ file, service, reason: `no such service; it has: ${services.join(", ")}` }))
   }))
 
+/** Where a service keeps what only the server reads. @internal */
+export const internals: unique symbol = Symbol("effect-graceful/Grpc/Service")
+
 /** A service ready to serve: a definition and its handlers. @internal */
 export interface Service<R> {
   /** The full service name (`package.Service`), as health reports it. */
   readonly name: string
-  readonly methods: ReadonlyArray<Registered<R>>
-  readonly onFailure: (error: unknown) => Status
+  /** Its handlers and their failure mapping, for the server only. */
+  readonly [internals]: {
+    readonly methods: ReadonlyArray<Registered<R>>
+    readonly onFailure: (error: unknown) => Status
+  }
 }

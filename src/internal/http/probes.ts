@@ -1,0 +1,136 @@
+/**
+ * The probes' answers: readiness from the phase, the program's mark and its
+ * checks; liveness; the metrics in the Prometheus text format. Shared by the
+ * health server, the `health` option of the HTTP layers and `Health.handler`.
+ *
+ * @internal
+ */
+import { PrometheusMetrics } from "effect/observability"
+import type { QuitImpl } from "../core/quit.ts"
+import type { Verdict } from "../core/readiness.ts"
+
+/**
+ * Where the probes are answered (defaults: `/readyz` and `/livez`), and
+ * whether a not-ready body names why (`detail`, default `false`: a readiness
+ * endpoint is often reachable from outside, and says nothing internal).
+ *
+ * @internal
+ */
+export interface ProbeOptions {
+  readonly readinessPath?: string | undefined
+  readonly livenessPath?: string | undefined
+  /** A 503 body lists the reasons, one per line: `db: timed out after 500ms`. */
+  readonly detail?: boolean | undefined
+  /**
+   * Serve the metrics in the Prometheus text format (through Effect's
+   * `PrometheusMetrics`): `true` at `/metrics`, or at the path given. Off by
+   * default. The library's series are there with the program's own:
+   * `effect_graceful_in_flight`, `_units_started_total` and `_units_cut_total`
+   * per group, `effect_graceful_phase`, `_since_quit_seconds`,
+   * `_shutdown_duration_seconds`, the workers' and gRPC servers' series.
+   */
+  readonly metrics?: boolean | string | undefined
+}
+
+/**
+ * A Node request handler for the probes: answers a probe and returns `true`
+ * (with readiness checks registered, the answer follows once they have run),
+ * or returns `false` and leaves the request alone. It takes the requests and
+ * responses of `node:http`, `node:https` and `node:http2` alike.
+ *
+ * @internal
+ */
+export type Handler = (request: Probe, response: Reply) => boolean
+
+/**
+ * What the probes read of a request.
+ *
+ * @internal
+ */
+export interface Probe {
+  readonly method?: string | undefined
+  readonly url?: string | undefined
+}
+
+/**
+ * What the probes write to a response.
+ *
+ * @internal
+ */
+export interface Reply {
+  statusCode: number
+  setHeader(name: string, value: string | number): unknown
+  end(body: string): unknown
+}
+
+/**
+ * Why the program is not ready, as far as it is known without running the
+ * checks; `undefined` when only the checks can say.
+ *
+ * @internal
+ */
+export const known = (quit: QuitImpl): Verdict | undefined => {
+  const phase = quit.phase.phase
+  if (phase !== "running") return [phase === "starting" ? "starting" : "shutting down"]
+  const mark = quit.readiness.mark
+  if (mark !== undefined) return [`marked not ready: ${mark}`]
+  return quit.readiness.hasChecks ? undefined : []
+}
+
+/** The checks' verdict, with what happened meanwhile (the quit event fired). @internal */
+export const verdict = (quit: QuitImpl, checks: Verdict): Verdict => known(quit) ?? checks
+
+const TEXT = "text/plain; charset=utf-8"
+const PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+const answer = (response: Reply, method: string | undefined, status: number, body: string, contentType = TEXT) => {
+  const head = method === "HEAD"
+  if (!head && method !== "GET") {
+    response.statusCode = 405
+    response.setHeader("allow", "GET, HEAD")
+    response.setHeader("content-length", 0)
+    response.end("")
+    return
+  }
+  response.statusCode = status
+  response.setHeader("content-type", contentType)
+  response.setHeader("content-length", Buffer.byteLength(body))
+  response.setHeader("cache-control", "no-store")
+  response.end(head ? "" : body)
+}
+
+const notReady = (reasons: Verdict, detail: boolean) => detail ? `not ready\n${reasons.map((reason) => `${reason}\n`).join("")}` : "not ready\n"
+
+/** @internal */
+export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler => {
+  const readiness = options.readinessPath ?? "/readyz"
+  const liveness = options.livenessPath ?? "/livez"
+  const detail = options.detail === true
+  const metrics = options.metrics === true ? "/metrics" : typeof options.metrics === "string" ? options.metrics : undefined
+  const reply = (response: Reply, method: string | undefined, reasons: Verdict) =>
+    reasons.length === 0
+      ? answer(response, method, 200, "ready\n")
+      : answer(response, method, 503, notReady(reasons, detail))
+  return (request, response) => {
+    const url = request.url ?? "/"
+    const query = url.indexOf("?")
+    const path = query === -1 ? url : url.slice(0, query)
+    if (path === readiness) {
+      const now = known(quit)
+      // With checks to run, the answer comes when they have.
+      if (now === undefined) quit.readiness.evaluateThen((checks) => reply(response, request.method, verdict(quit, checks)))
+      else reply(response, request.method, now)
+      return true
+    }
+    if (path === liveness) {
+      answer(response, request.method, 200, "alive\n")
+      return true
+    }
+    if (path === metrics) {
+      answer(response, request.method, 200, PrometheusMetrics.formatUnsafe(quit.context), PROMETHEUS)
+      return true
+    }
+    return false
+  }
+}
+
