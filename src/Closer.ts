@@ -84,6 +84,35 @@ export const childProcess = (
   })
 
 /**
+ * Runs `close` when the current scope closes, under its own timeout and the
+ * close deadline: a hung close is abandoned and logged by name, a failing one
+ * is logged with its cause, and neither stops the other finalizers. Use it
+ * inside `Layer.effect` so that the close follows the layer graph; for a
+ * resource you acquire here too, {@link make}. A timeout longer than the
+ * close timeout fails with `InvalidOption`, before anything is registered.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Layer } from "effect"
+ * import { Closer } from "effect-graceful"
+ * const pool = { end: async () => {} }
+ * const DbLive = Layer.effectDiscard(Closer.add("db", () => pool.end(), { timeout: "2 seconds" }))
+ * ```
+ * @since 0.1.0
+ */
+export const add = <E = never, R = never>(
+  name: string,
+  close: Close<E, R>,
+  options: Quit.CloseOptions = {}
+): Effect.Effect<void, InvalidOption, Quit.Quit | Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const quit = yield* current
+    const timeout = yield* closers.timeout(quit, name, options.timeout)
+    const context = yield* Effect.context<R>()
+    yield* closers.add(quit, name, options.kind ?? "closer", Effect.provideContext(toEffect(close), context), timeout)
+  })
+
+/**
  * Acquires a resource and closes it when the current scope closes, under the
  * name `name` and its own timeout (`options.timeout`, default the close
  * timeout, never later than the close deadline). The timeout is checked
@@ -157,10 +186,4 @@ export const layerDiscard = <E = never, R = never>(
   name: string,
   close: Close<E, R>,
   options: Quit.CloseOptions = {}
-): Layer.Layer<never, InvalidOption, Exclude<R, Scope.Scope> | Quit.Quit> =>
-  Layer.effectDiscard(Effect.gen(function*() {
-    const quit = yield* current
-    const timeout = yield* closers.timeout(quit, name, options.timeout)
-    const context = yield* Effect.context<R>()
-    yield* closers.add(quit, name, options.kind ?? "closer", Effect.provideContext(toEffect(close), context), timeout)
-  }))
+): Layer.Layer<never, InvalidOption, Exclude<R, Scope.Scope> | Quit.Quit> => Layer.effectDiscard(add(name, close, options))

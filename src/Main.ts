@@ -89,8 +89,8 @@ export interface RunOptions extends Options.Input {
  * @example
  * ```ts
  * import { Effect, Layer } from "effect"
- * import { Main, Quit } from "effect-graceful"
- * const Db = Layer.effectDiscard(Quit.addCloser("db", Effect.log("db closed")))
+ * import { Closer, Main } from "effect-graceful"
+ * const Db = Layer.effectDiscard(Closer.add("db", Effect.log("db closed")))
  * Main.runMain(Db, { drainDelay: "5 seconds" })
  * ```
  * @since 0.1.0
@@ -208,7 +208,7 @@ const install = (quit: QuitImpl, log: (effect: Effect.Effect<void>) => void): ()
   const onMessage = (message: unknown) => {
     if (message === "shutdown" && !signalled) {
       signalled = true
-      quit.fire(Quit.requested("shutdown message"))
+      quit.fire({ _tag: "Requested", reason: "shutdown message" })
     }
   }
   const onException = onFailure("uncaught exception")

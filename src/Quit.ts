@@ -103,10 +103,11 @@ export type Quit = internal.Quit
  * ```ts
  * import { NodeRuntime } from "@effect/platform-node"
  * import { Effect, Layer } from "effect"
- * import { Closer, Quit } from "effect-graceful"
- * const App = Closer.layerDiscard("db", Effect.log("db closed"))
- * const main = Layer.launch(App.pipe(Layer.provide(Quit.layer({ drainDelay: "5 seconds" }))))
- * if (process.env["RUN_EXAMPLE"]) NodeRuntime.runMain(main)
+ * import { createServer } from "node:http"
+ * import { Closer, Http, Quit } from "effect-graceful"
+ * const Web = Http.layerNode(() => createServer((_req, res) => res.end("hello")), { port: 8080, health: true })
+ * const App = Web.pipe(Layer.provide(Closer.layerDiscard("db", Effect.log("db closed"))))
+ * NodeRuntime.runMain(Layer.launch(App.pipe(Layer.provide(Quit.layer({ drainDelay: "5 seconds" })))))
  * ```
  * @since 0.1.0
  */
@@ -163,7 +164,7 @@ export const fired: Effect.Effect<Reason, never, Quit> = Quit.use((quit) => quit
  * @since 0.1.0
  */
 export const fire = (reason: string | Reason = "requested"): Effect.Effect<boolean, never, Quit> =>
-  Quit.use((quit) => Effect.sync(() => quit.fire(typeof reason === "string" ? requested(reason) : reason)))
+  Quit.use((quit) => Effect.sync(() => quit.fire(typeof reason === "string" ? { _tag: "Requested", reason } : reason)))
 
 /**
  * A plain function that fires the quit event, for code outside Effect — another
@@ -181,13 +182,11 @@ export const fire = (reason: string | Reason = "requested"): Effect.Effect<boole
  * @since 0.1.0
  */
 export const trigger: Effect.Effect<(reason?: string) => boolean, never, Quit> = Quit.use((quit) =>
-  Effect.succeed((reason = "requested") => quit.fire(requested(reason)))
+  Effect.succeed((reason = "requested") => quit.fire({ _tag: "Requested", reason }))
 )
 
 /** A reason for a signal. @since 0.1.0 */
 export const signal = (signal: NodeJS.Signals): Reason => ({ _tag: "Signal", signal })
-/** A reason given by code. @since 0.1.0 */
-export const requested = (reason: string): Reason => ({ _tag: "Requested", reason })
 /** A reason that makes the exit code 1. @since 0.1.0 */
 export const failure = (reason: string, error?: unknown): Reason => ({ _tag: "Failure", reason, error })
 /** The reason in words, as logs and the report print it. @since 0.1.0 */
@@ -213,9 +212,9 @@ export const deadlines: Effect.Effect<Option.Option<Deadlines>, never, Quit> = Q
  * @example
  * ```ts
  * import { Duration, Effect, Layer } from "effect"
- * import { Quit } from "effect-graceful"
+ * import { Closer, Quit } from "effect-graceful"
  * const broker = { disconnect: async (_timeoutMillis: number) => {} }
- * const Broker = Layer.effectDiscard(Quit.addCloser("broker", Effect.flatMap(Quit.timeLeft("close"), (left) =>
+ * const Broker = Layer.effectDiscard(Closer.add("broker", Effect.flatMap(Quit.timeLeft("close"), (left) =>
  *   Effect.promise(() => broker.disconnect(Duration.toMillis(left))))))
  * ```
  * @since 0.1.0
@@ -419,34 +418,6 @@ export interface CloseOptions {
   readonly kind?: string | undefined
   readonly timeout?: Options.DurationInput | undefined
 }
-
-/**
- * Closes `close` when the current scope closes, under its own timeout and the
- * close deadline: a hung close is abandoned and logged by name, a failing one
- * is logged with its cause, and neither stops the other finalizers. Use it
- * inside `Layer.effect` so that the close follows the layer graph. A timeout
- * longer than the close timeout fails with `InvalidOption`.
- *
- * @example
- * ```ts
- * import { Effect, Layer } from "effect"
- * import { Quit } from "effect-graceful"
- * const pool = { end: async () => {} }
- * const DbLive = Layer.effectDiscard(Quit.addCloser("db", () => pool.end(), { timeout: "2 seconds" }))
- * ```
- * @since 0.1.0
- */
-export const addCloser = <E = never, R = never>(
-  name: string,
-  close: CloseFunction<E, R>,
-  options: CloseOptions = {}
-): Effect.Effect<void, Options.InvalidOption, Quit | Scope.Scope | R> =>
-  Effect.gen(function*() {
-    const quit = yield* internal.current
-    const timeout = yield* closers.timeout(quit, name, options.timeout)
-    const context = yield* Effect.context<R>()
-    yield* closers.add(quit, name, options.kind ?? "closer", Effect.provideContext(toEffect(close), context), timeout)
-  })
 
 const registerOutsideScope = (list: "closers" | "stopFuncs") =>
 <E>(

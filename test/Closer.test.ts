@@ -192,7 +192,7 @@ describe("framework bridge", () => {
       assert.isFalse(yield* Quit.hasFired)
       // Outside Effect: the framework decides to shut down on its own.
       setTimeout(() => void app.close(), 10)
-      assert.deepStrictEqual(yield* Quit.fired, Quit.requested("fastify closed"))
+      assert.deepStrictEqual(yield* Quit.fired, { _tag: "Requested", reason: "fastify closed" })
     })))
 
   it.live("fastify.close registered as a closer: the request in flight finishes, then the database it uses closes", () =>

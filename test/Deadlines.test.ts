@@ -7,7 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Fiber, Layer, Option, Result } from "effect"
 import { TestClock } from "effect/testing"
-import { Options, Quit, Shutdown } from "../src/index.ts"
+import { Closer, Options, Quit, Shutdown } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
 
 const noEnv = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -29,7 +29,7 @@ const stuckGroup = (name: string, log: Array<string>) =>
   }))
 
 const hungCloser = (name: string, log: Array<string>) =>
-  Layer.effectDiscard(Quit.addCloser(name, Effect.sync(() => log.push(`${name} closing`)).pipe(Effect.andThen(Effect.never))))
+  Layer.effectDiscard(Closer.add(name, Effect.sync(() => log.push(`${name} closing`)).pipe(Effect.andThen(Effect.never))))
 
 const at = (log: Array<string>) => Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => (entry: string) => log.push(`${entry}@${now}`))
 
@@ -126,7 +126,7 @@ describe("one deadline for every group and closer", () => {
   it.effect("the deadlines are visible to user code: a closer hands the time left to a client's own close", () => {
     const handed: Array<number> = []
     return Effect.gen(function*() {
-      const Broker = Layer.effectDiscard(Quit.addCloser(
+      const Broker = Layer.effectDiscard(Closer.add(
         "broker",
         Effect.flatMap(Quit.timeLeft("close"), (left) => Effect.sync(() => handed.push(Duration.toMillis(left))))
       ))
@@ -214,7 +214,7 @@ describe("the budget, checked at start", () => {
           `a component may have a shorter timeout than the shared one, never a longer one`
       )
       const closer = yield* Effect.flip(
-        Quit.addCloser("broker", Effect.void, { timeout: "6 seconds" }).pipe(Effect.scoped, Effect.provide(Quit.layer()), noEnv)
+        Closer.add("broker", Effect.void, { timeout: "6 seconds" }).pipe(Effect.scoped, Effect.provide(Quit.layer()), noEnv)
       )
       assert.strictEqual(closer.variable, "broker: timeout")
       assert.include(closer.reason, "longer than CLOSE_TIMEOUT (5s, derived from SHUTDOWN_TIMEOUT)")

@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Fiber, Layer, Metric, Stream } from "effect"
 import { PrometheusMetrics } from "effect/observability"
 import { TestClock } from "effect/testing"
-import { Options, Quit, Shutdown } from "../src/index.ts"
+import { Closer, Options, Quit, Shutdown } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
 
 const noEnv = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -40,7 +40,7 @@ const supervise = <E>(
 const Program = Layer.effectDiscard(Effect.gen(function*() {
   const group = yield* Quit.group("api", { kind: "http" })
   for (let i = 0; i < 2; i++) yield* group.fork(Effect.sleep("2500 millis"))
-})).pipe(Layer.provide(Layer.effectDiscard(Quit.addCloser("db", Effect.sleep("1 second")))))
+})).pipe(Layer.provide(Layer.effectDiscard(Closer.add("db", Effect.sleep("1 second")))))
 
 const options = { drainDelay: "0 millis", drainTimeout: "10 seconds", closeTimeout: "5 seconds", shutdownTimeout: "20 seconds" } as const
 

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Metric, Queue, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { Quit, Shutdown } from "../src/index.ts"
+import { Closer, Quit, Shutdown } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
 import { current, rows } from "./support/quit.ts"
 
@@ -17,7 +17,7 @@ describe("the quit event", () => {
       assert.isFalse(yield* Quit.fire("again"))
       assert.isTrue(yield* Quit.hasFired)
       const reason = yield* Quit.fired
-      assert.deepStrictEqual(reason, Quit.requested("deploy"))
+      assert.deepStrictEqual(reason, { _tag: "Requested", reason: "deploy" })
       const history = yield* Quit.history
       assert.deepStrictEqual(history.map((change) => change.phase), ["running", "draining"])
     }), { drainDelay: "1 second" }))
@@ -41,7 +41,7 @@ describe("the quit event", () => {
       const frameworkHooks: Array<() => void> = [() => void stop("framework closed")]
       frameworkHooks.forEach((hook) => hook())
       assert.isFalse(stop("twice"))
-      assert.deepStrictEqual(yield* Quit.fired, Quit.requested("framework closed"))
+      assert.deepStrictEqual(yield* Quit.fired, { _tag: "Requested", reason: "framework closed" })
     })))
 
   it.effect("phases move forward only and carry the Clock time each began", () =>
@@ -263,10 +263,10 @@ describe("closers", () => {
       const closed: Array<string> = []
       const scope = yield* Scope.make("parallel")
       yield* Effect.all([
-        Quit.addCloser("cache", Effect.sync(() => closed.push("cache"))),
-        Quit.addCloser("broker", Effect.never, { timeout: "2 seconds" }),
-        Quit.addCloser("files", () => Promise.reject(new Error("disk gone"))),
-        Quit.addCloser("db", Effect.sleep("1 second").pipe(Effect.andThen(Effect.sync(() => closed.push("db")))))
+        Closer.add("cache", Effect.sync(() => closed.push("cache"))),
+        Closer.add("broker", Effect.never, { timeout: "2 seconds" }),
+        Closer.add("files", () => Promise.reject(new Error("disk gone"))),
+        Closer.add("db", Effect.sleep("1 second").pipe(Effect.andThen(Effect.sync(() => closed.push("db")))))
       ]).pipe(Scope.provide(scope))
       yield* Quit.fire("test") // a shutdown: the quit event, then the scope closes
       const closing = yield* Scope.close(scope, Exit.void).pipe(Effect.forkChild({ startImmediately: true }))
@@ -293,11 +293,11 @@ describe("closers", () => {
       const closed: Array<string> = []
       const scope = yield* Scope.make()
       yield* Effect.gen(function*() {
-        yield* Quit.addCloser("effect", Effect.sync(() => closed.push("effect")))
-        yield* Quit.addCloser("function", () => void closed.push("function"))
-        yield* Quit.addCloser("promise", () => Promise.resolve().then(() => void closed.push("promise")))
-        yield* Quit.addCloser("function returning an Effect", () => Effect.sync(() => closed.push("function returning an Effect")))
-        yield* Quit.addCloser("throws", () => {
+        yield* Closer.add("effect", Effect.sync(() => closed.push("effect")))
+        yield* Closer.add("function", () => void closed.push("function"))
+        yield* Closer.add("promise", () => Promise.resolve().then(() => void closed.push("promise")))
+        yield* Closer.add("function returning an Effect", () => Effect.sync(() => closed.push("function returning an Effect")))
+        yield* Closer.add("throws", () => {
           throw new Error("socket gone")
         })
       }).pipe(Scope.provide(scope))
@@ -314,7 +314,7 @@ describe("closers", () => {
       const order: Array<string> = []
       const closer = (name: string, ms: number) =>
         Layer.effectDiscard(
-          Quit.addCloser(name, Effect.sleep(ms).pipe(Effect.andThen(Effect.sync(() => order.push(name)))))
+          Closer.add(name, Effect.sleep(ms).pipe(Effect.andThen(Effect.sync(() => order.push(name)))))
         )
       const App = Layer.mergeAll(closer("http", 300), closer("worker", 100)).pipe(Layer.provideMerge(closer("db", 10)))
       const scope = yield* Scope.make()

@@ -10,7 +10,7 @@ import { ConfigProvider, type Duration, Effect, Exit, Fiber, Layer, ManagedRunti
 import { TestClock } from "effect/testing"
 import * as NodeHttp from "node:http"
 import type { AddressInfo } from "node:net"
-import { Http, Options, Quit, Shutdown } from "../src/index.ts"
+import { Closer, Http, Options, Quit, Shutdown } from "../src/index.ts"
 import { connect, get } from "./support/http.ts"
 
 const env = (vars: Record<string, string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -20,7 +20,7 @@ const env = (vars: Record<string, string>) => <A, E, R>(effect: Effect.Effect<A,
 const app = (log: Array<string>, unit: Duration.Input = "3 seconds") => {
   const stamp = (entry: string) =>
     Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => Effect.sync(() => log.push(`${entry}@${now}`)))
-  const Db = Layer.effectDiscard(Quit.addCloser("db", stamp("db closed")))
+  const Db = Layer.effectDiscard(Closer.add("db", stamp("db closed")))
   const Server = Layer.effectDiscard(Effect.gen(function*() {
     const group = yield* Quit.group("server", { onStop: stamp("intake closed") })
     yield* group.fork(Effect.sleep(unit).pipe(Effect.andThen(stamp("unit done"))))

@@ -1,14 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
 import { TestClock } from "effect/testing"
-import { type Options, Quit, Shutdown } from "../src/index.ts"
+import { Closer, type Options, Quit, Shutdown } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
 import { current } from "./support/quit.ts"
 
 const closer = (name: string, log: Array<string>, close: Effect.Effect<void> = Effect.void) =>
   Layer.effectDiscard(Effect.gen(function*() {
     log.push(`open ${name}`)
-    yield* Quit.addCloser(name, Effect.andThen(close, Effect.sync(() => log.push(`close ${name}`))))
+    yield* Closer.add(name, Effect.andThen(close, Effect.sync(() => log.push(`close ${name}`))))
   }))
 
 /** Runs the shutdown sequence in a fiber on a fresh quit event; `drive` steps the TestClock. */
@@ -128,7 +128,7 @@ describe("Shutdown.run", () => {
 
   it.effect("a failing or timed-out closer makes the exit code 1", () =>
     Effect.gen(function*() {
-      const Failing = Layer.effectDiscard(Quit.addCloser("files", Effect.fail("disk gone")))
+      const Failing = Layer.effectDiscard(Closer.add("files", Effect.fail("disk gone")))
       const { report } = yield* supervise(Shutdown.launch(Failing), {}, Quit.fire("test").pipe(Effect.asVoid))
       assert.deepInclude(report, { ending: "graceful", exitCode: 1 })
       assert.strictEqual(report.rows[0]!.outcome, "failed")

@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Fiber, Layer, Scope, Tracer } from "effect"
 import { TestClock } from "effect/testing"
-import { Quit, Shutdown } from "../src/index.ts"
+import { Closer, Quit, Shutdown } from "../src/index.ts"
 
 /** Effect's own spans, kept. */
 const recording = () => {
@@ -29,7 +29,7 @@ const Program = Layer.effectDiscard(Effect.gen(function*() {
   const group = yield* Quit.group("api", { kind: "http" })
   yield* group.fork(Effect.sleep("2500 millis"))
   yield* group.fork(Effect.never)
-})).pipe(Layer.provide(Layer.effectDiscard(Quit.addCloser("db", Effect.sleep("1 second")))))
+})).pipe(Layer.provide(Layer.effectDiscard(Closer.add("db", Effect.sleep("1 second")))))
 
 const options = { drainDelay: "1 second", drainTimeout: "2 seconds", closeTimeout: "2 seconds", shutdownTimeout: "10 seconds" } as const
 
@@ -94,7 +94,7 @@ describe("the shutdown as a trace", () => {
     return Effect.gen(function*() {
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(Program.pipe(Layer.provideMerge(Quit.layer(options))), scope)
-      yield* Quit.fire(Quit.requested("test")).pipe(Effect.provideContext(context))
+      yield* Quit.fire({ _tag: "Requested", reason: "test" }).pipe(Effect.provideContext(context))
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
       yield* TestClock.adjust("10 seconds")
       yield* Fiber.join(closing)

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Metric, Option, Queue, Schedule, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { type Options, Quit, Shutdown } from "../src/index.ts"
+import { Closer, type Options, Quit, Shutdown } from "../src/index.ts"
 import * as Worker from "../src/Worker.ts"
 import { captureLogs } from "./support/logs.ts"
 import { current, rows } from "./support/quit.ts"
@@ -339,7 +339,7 @@ describe("layers", () => {
     withQuit(Effect.gen(function*() {
       const order: Array<string> = []
       let open = true
-      const Db = Layer.effectDiscard(Quit.addCloser("db", Effect.sync(() => {
+      const Db = Layer.effectDiscard(Closer.add("db", Effect.sync(() => {
         open = false
         order.push("db closed")
       })))

@@ -5,6 +5,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { readdirSync, readFileSync } from "node:fs"
+import * as Grpc from "../src/Grpc.ts"
+import * as Library from "../src/index.ts"
 
 const root = new URL("../", import.meta.url)
 const readme = readFileSync(new URL("README.md", root), "utf8")
@@ -20,6 +22,15 @@ describe("the README", () => {
     }
     const files = readdirSync(new URL("examples/readme/", root)).map((name) => `examples/readme/${name}`)
     assert.sameMembers(quoted.map(([, file]) => file!), files, "every snippet file is quoted")
+  })
+
+  it("names every export of every public module in its API table", () => {
+    const table = readme.slice(readme.indexOf("## API at a glance"), readme.indexOf("## From the Go quit package"))
+    const modules: Record<string, object> = { ...Library, Grpc }
+    const missing = Object.entries(modules).flatMap(([module, exports]) =>
+      Object.keys(exports).map((name) => `${module}.${name}`).filter((name) => !table.includes(`\`${name}\``))
+    )
+    assert.deepStrictEqual(missing, [])
   })
 
   it("starts with the two commands of a fresh machine", () => {

@@ -160,7 +160,7 @@ const graceful = async (server: NodeHttp.Server, layer: Layer.Layer<never, unkno
   const quit = Effect.runSync(Quit.make({}, { phase: "starting" }))
   Effect.runFork(Shutdown.run(Shutdown.launch(layer)).pipe(Effect.provideService(Quit.Quit, quit), Effect.provide(silent)))
   await listening(server)
-  return { server, stop: () => quit.fire(Quit.requested("bench")) }
+  return { server, stop: () => quit.fire({ _tag: "Requested", reason: "bench" }) }
 }
 
 const strategies: Record<string, () => Promise<Running>> = {

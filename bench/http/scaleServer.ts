@@ -40,7 +40,7 @@ if (strategy === "graceful-node") {
     Effect.provideService(Quit.Quit, quit),
     Effect.provide(Layer.empty)
   ))
-  stop = () => void quit.fire(Quit.requested("bench"))
+  stop = () => void quit.fire({ _tag: "Requested", reason: "bench" })
 } else {
   if (strategy === "node") stop = () => server.close()
   else if (strategy === "stoppable") {

@@ -11,7 +11,7 @@ declare const redis: { quit(callback: (error?: Error) => void): void }
 export const Redis = Closer.layerDiscard("redis", Closer.callback((done) => redis.quit(done)), { timeout: "2 seconds" })
 
 // Inside any layer: a scoped closer.
-export const Cache = Layer.effectDiscard(Quit.addCloser("cache", () => Promise.resolve(), { timeout: "1 second" }))
+export const Cache = Layer.effectDiscard(Closer.add("cache", () => Promise.resolve(), { timeout: "1 second" }))
 
 // Outside any layer (Go's RegisterCloser and RegisterStopFunc).
 declare const tracer: { shutdown(): Promise<void> }

@@ -1,11 +1,11 @@
 import { assert, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
 import { TestClock } from "effect/testing"
-import { Quit, Shutdown } from "effect-graceful"
+import { Closer, Quit, Shutdown } from "effect-graceful"
 
 it.effect("a hung closer is abandoned at its timeout; the exit code says so", () =>
   Effect.gen(function*() {
-    const Hung = Layer.effectDiscard(Quit.addCloser("broker", Effect.never, { timeout: "2 seconds" }))
+    const Hung = Layer.effectDiscard(Closer.add("broker", Effect.never, { timeout: "2 seconds" }))
     const shutdown = yield* Effect.forkChild(Shutdown.run(Shutdown.launch(Hung)))
     yield* Quit.fire(Quit.signal("SIGTERM"))
     yield* TestClock.adjust("2 seconds")

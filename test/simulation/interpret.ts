@@ -3,7 +3,7 @@
  * TestClock time into a shared log.
  */
 import { Deferred, Duration, Effect, Layer, Queue, type Scope } from "effect"
-import { Quit, Worker } from "../../src/index.ts"
+import { Closer, Quit, Worker } from "../../src/index.ts"
 import type { Options } from "../../src/index.ts"
 import * as P from "./programs.ts"
 
@@ -184,7 +184,7 @@ export const app = (program: P.Program, options: Options.Options, rec: Recorder)
     const longer = (shared: Duration.Duration) => Duration.toMillis(shared) + 1
     switch (what) {
       case "closer timeout":
-        return Quit.addCloser(name, Effect.void, { timeout: longer(options.closeTimeout) })
+        return Closer.add(name, Effect.void, { timeout: longer(options.closeTimeout) })
       case "group drainTimeout":
         return Quit.group(name, { drainTimeout: longer(options.drainTimeout) })
       case "group closeTimeout":
@@ -208,7 +208,7 @@ export const app = (program: P.Program, options: Options.Options, rec: Recorder)
       for (const [k, s] of spec.closers.entries()) {
         const closer = `${name}.k${k}`
         rec.closes.set(closer, { component: c, kind: "closer", spec: s })
-        yield* Quit.addCloser(closer, closeBody(closer, s), { timeout: closeTimeout(s.timeout) })
+        yield* Closer.add(closer, closeBody(closer, s), { timeout: closeTimeout(s.timeout) })
         yield* rec.mark("registered", closer)
       }
       for (const [k, s] of spec.groups.entries()) yield* group(c, `${name}.g${k}`, s)

@@ -22,7 +22,7 @@ export interface WorkerUnit extends Unit {
 
 export type Behavior = "done" | "slow" | "hung" | "failing" | "dying"
 
-/** A closer (`Quit.addCloser`) or a stop function (`Quit.registerStopFunc`). */
+/** A closer (`Closer.add`) or a stop function (`Quit.registerStopFunc`). */
 export interface Close {
   readonly behavior: Behavior
   /** How long a `slow` one takes, in permille of the close timeout. */
