@@ -20,7 +20,10 @@
  *
  * Until then health says SERVING for the whole server (`""`) and each service
  * — from the moment the program runs: `Main.runMain` marks it running once
- * every layer is built, and NOT_SERVING comes first while it starts.
+ * every layer is built, and NOT_SERVING comes first while it starts — as long
+ * as the program is ready: a failing `Health.check` (run afresh on every
+ * health `Check`) or `Health.markNotReady` makes it NOT_SERVING, as it makes
+ * HTTP readiness 503.
  *
  * The server is one row of the shutdown report (kind `grpc`) with its calls
  * in flight, which are also the `effect_graceful_in_flight` gauge; ended calls

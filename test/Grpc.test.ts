@@ -9,7 +9,7 @@ import { Cause, ConfigProvider, Data, Deferred, Effect, Exit, Fiber, Metric, Sch
 import { type AddressInfo, createServer } from "node:net"
 import * as Grpc from "../src/Grpc.ts"
 import * as Http from "../src/Http.ts"
-import { Quit, Shutdown } from "../src/index.ts"
+import { Health, Quit, Shutdown } from "../src/index.ts"
 import { DemoClient, demoProto } from "./support/grpcClient.ts"
 import { testCertificate } from "./support/http.ts"
 import { captureLogs } from "./support/logs.ts"
@@ -357,6 +357,38 @@ describe("Grpc: health and binding", () => {
         assert.strictEqual(yield* promise(() => client.check("demo.Demo")), "NOT_SERVING")
         assert.strictEqual(yield* promise(() => client.check("")), "SERVING")
         assert.strictEqual(yield* promise(() => client.check("no.Such")), "NOT_FOUND")
+      }),
+      {},
+      { phase: "starting" }
+    ))
+
+  it.live("health follows readiness beyond the phase: a failing check or the program's mark is NOT_SERVING, for the server and its services", () =>
+    withQuit(
+      Effect.gen(function*() {
+        let dbUp = true
+        yield* Health.check("db", Effect.suspend(() => dbUp ? Effect.void : Effect.fail("db down")))
+        const { client } = yield* running(new Journal())
+        yield* Quit.markRunning
+        yield* Effect.yieldNow
+        const answers: Array<string> = []
+        const ask = Effect.flatMap(promise(() => Promise.all([client.check(""), client.check("demo.Demo")])), (statuses) =>
+          Effect.sync(() => void answers.push(statuses.join("/"))))
+        yield* ask
+        dbUp = false
+        yield* ask
+        dbUp = true
+        yield* ask
+        yield* Health.markNotReady("warming the cache")
+        yield* ask
+        yield* Health.markReady
+        yield* ask
+        assert.deepStrictEqual(answers, [
+          "SERVING/SERVING",
+          "NOT_SERVING/NOT_SERVING",
+          "SERVING/SERVING",
+          "NOT_SERVING/NOT_SERVING",
+          "SERVING/SERVING"
+        ])
       }),
       {},
       { phase: "starting" }

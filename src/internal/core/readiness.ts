@@ -32,6 +32,7 @@ export class Readiness {
   readonly #checks = new Map<Check, State>()
   readonly #runFork: <A>(effect: Effect.Effect<A>) => Fiber.Fiber<A>
   #mark: string | undefined
+  readonly #markListeners = new Set<() => void>()
   #running: Fiber.Fiber<Verdict> | undefined
 
   constructor(runFork: <A>(effect: Effect.Effect<A>) => Fiber.Fiber<A>) {
@@ -53,8 +54,25 @@ export class Readiness {
       const before = this.#mark
       this.#mark = reason
       if (reason === before) return Effect.void
+      for (const listener of this.#markListeners) listener()
       return reason === undefined ? Effect.logInfo("marked ready") : Effect.logWarning(`marked not ready: ${reason}`)
     })
+  }
+
+  /** Calls `listener` whenever the mark changes; the returned function stops that. */
+  onMark(listener: () => void): () => void {
+    this.#markListeners.add(listener)
+    return () => void this.#markListeners.delete(listener)
+  }
+
+  /**
+   * Whether the program is ready beyond its phase — not marked, every check
+   * passing — told to `then` once known (the checks run now, if any).
+   */
+  readyThen(then: (ready: boolean) => void): void {
+    if (this.#mark !== undefined) return then(false)
+    if (this.#checks.size === 0) return then(true)
+    this.evaluateThen((verdict) => then(verdict.length === 0 && this.#mark === undefined))
   }
 
   /** Whether a check with this name is registered. */

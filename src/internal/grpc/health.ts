@@ -12,11 +12,14 @@ import { HealthImplementation, type ServingStatus } from "grpc-health-check"
 const isServerStreaming = (
   handler: grpc.UntypedHandleCall
 ): handler is grpc.handleServerStreamingCall<unknown, unknown> => handler.length === 1
+const isUnary = (handler: grpc.UntypedHandleCall): handler is grpc.handleUnaryCall<unknown, unknown> => handler.length === 2
 
 /**
  * The standard `grpc.health.v1` service, with statuses that follow the server:
  * NOT_SERVING while starting, SERVING while running (unless a service was set
- * otherwise), NOT_SERVING for good once the quit event fires.
+ * otherwise) and ready — every readiness check passing, the program not
+ * marked not ready, asked afresh on every Check — and NOT_SERVING for good
+ * once the quit event fires.
  *
  * It also keeps the open Watch streams: they would hold their connections —
  * and so the graceful close — open forever, so the server ends them with OK
@@ -30,8 +33,12 @@ export class Health {
   readonly #wanted = new Map<string, "SERVING" | "NOT_SERVING">()
   readonly #watches = new Set<grpc.ServerWritableStream<unknown, unknown>>()
   #state: "starting" | "running" | "quit" = "starting"
+  #ready = true
+  /** Asked before every Check is answered: is the program ready beyond its phase. */
+  readonly #readiness: (then: (ready: boolean) => void) => void
 
-  constructor(services: ReadonlyArray<string>) {
+  constructor(services: ReadonlyArray<string>, readiness: (then: (ready: boolean) => void) => void) {
+    this.#readiness = readiness
     // "" is the whole server, as grpc.health.v1 defines it.
     for (const service of ["", ...services]) this.#current.set(service, "NOT_SERVING")
     this.#implementation = new HealthImplementation(Object.fromEntries(this.#current))
@@ -41,9 +48,14 @@ export class Health {
     this.#implementation.addToServer({
       addService: (definition, implementation) => {
         const watch = implementation["watch"]
-        if (watch === undefined || !isServerStreaming(watch)) return server.addService(definition, implementation)
+        const check = implementation["check"]
+        if (watch === undefined || !isServerStreaming(watch) || check === undefined || !isUnary(check)) {
+          return server.addService(definition, implementation)
+        }
         server.addService(definition, {
           ...implementation,
+          check: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
+            this.refresh(() => check(call, callback)),
           watch: (stream: grpc.ServerWritableStream<unknown, unknown>) => {
             this.#watches.add(stream)
             stream.once("cancelled", () => this.#watches.delete(stream))
@@ -51,6 +63,16 @@ export class Health {
           }
         })
       }
+    })
+  }
+
+  /** Asks the program's readiness, applies it, then calls `then`. */
+  refresh(then: () => void = () => {}): void {
+    if (this.#state !== "running") return then()
+    this.#readiness((ready) => {
+      this.#ready = ready
+      this.#apply()
+      then()
     })
   }
 
@@ -81,7 +103,7 @@ export class Health {
 
   #apply(): void {
     for (const [service, current] of this.#current) {
-      const status = this.#state === "running" ? this.#wanted.get(service) ?? "SERVING" : "NOT_SERVING"
+      const status = this.#state === "running" && this.#ready ? this.#wanted.get(service) ?? "SERVING" : "NOT_SERVING"
       // Watchers are told on every set; tell them only of changes.
       if (status === current) continue
       this.#current.set(service, status)

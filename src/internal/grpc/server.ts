@@ -200,7 +200,10 @@ export const serve = <R>(
     yield* groups.timeouts(quit, name, options)
     const host = yield* setting(options.host, Config.String("GRPC_HOST").pipe(Config.withDefault("0.0.0.0")))
     const port = yield* setting(options.port, Config.schema(Schema.Port, "GRPC_PORT").pipe(Config.withDefault(50051)))
-    const health = new Health(options.services.map((service) => service.name))
+    const health = new Health(options.services.map((service) => service.name), (then) => quit.readiness.readyThen(then))
+    // The program's mark, told to Watch streams as it changes; checks are run when a Check asks.
+    const unlisten = quit.readiness.onMark(() => health.refresh())
+    yield* Effect.addFinalizer(() => Effect.sync(unlisten))
     const server = new grpc.Server(options.server)
     // Completed once every connection has closed. tryShutdown calls back at
     // once for injected connections — grpc-js sees their sessions as closed
