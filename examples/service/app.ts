@@ -22,7 +22,9 @@ import { Web, webServer } from "./web.ts"
 export const App = Layer.unwrap(Effect.gen(function*() {
   const config = yield* ServiceConfig
   // The probes and /metrics (Prometheus) on a port of their own.
-  const Probes = config.healthPort === undefined ? Layer.empty : Health.layer({ port: config.healthPort, metrics: true })
+  const Probes = config.healthPort === undefined
+    ? Layer.empty
+    : Health.layer({ port: config.healthPort, ...(config.host === undefined ? {} : { host: config.host }), metrics: true })
   return Layer.mergeAll(
     Api(config.port, config.host, config.reusePort),
     Web(config.webPort, config.host, config.reusePort),

@@ -45,6 +45,14 @@ describe("the example service", () => {
     assert.match(output, /api\s+http\s+done\s+\d+\s+1 → 0/)
   })
 
+  it("HOST binds every port it opens, the health port too", async () => {
+    child = start(main, { ...env(), HOST: "127.0.0.1", HEALTH_PORT: "0" })
+    await child.waitFor(/example service listening: .*health=\d+/)
+    const output = child.output()
+    assert.match(output, /health listening on http:\/\/127\.0\.0\.1:\d+/, output)
+    assert.match(output, /gRPC listening on 127\.0\.0\.1:\d+/, output)
+  })
+
   it("answers bad parameters with 400 and a reason", async () => {
     child = start(main, env())
     await child.waitFor(/example service listening/)
