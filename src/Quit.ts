@@ -7,8 +7,8 @@
  * {@link hasFired}, `Done()` is {@link fired}, `GracefulStop` is {@link fire}
  * (or {@link trigger} from plain JS), `AddGoroutine`/`DoneGoroutine` become
  * {@link track} and {@link group}, `RegisterStopFunc`/`RegisterCloser` are
- * {@link registerStopFunc}/{@link registerCloser}, and {@link addCloser} is the
- * scoped closer that layers use. Like a Go `context` handed to every
+ * {@link registerStopFunc}/{@link registerCloser}; the scoped closes that
+ * layers use are the `Closer` module's. Like a Go `context` handed to every
  * `Shutdown`, the quit event fixes the {@link Deadlines} when it fires, and
  * every component reads them.
  *
