@@ -83,6 +83,17 @@ export const childProcess = (
     return Effect.sync(() => void child.kill("SIGKILL"))
   })
 
+// Checks the timeout first — a bad one fails before anything is acquired —
+// then registers closes under it, with the caller's context.
+const registrar = <R>(name: string, options: Quit.CloseOptions) =>
+  Effect.gen(function*() {
+    const quit = yield* current
+    const timeout = yield* closers.timeout(quit, name, options.timeout)
+    const context = yield* Effect.context<R>()
+    return (close: Close<unknown, R>): Effect.Effect<void, never, Scope.Scope> =>
+      closers.add(quit, name, options.kind ?? "closer", Effect.provideContext(toEffect(close), context), timeout)
+  })
+
 /**
  * Runs `close` when the current scope closes, under its own timeout and the
  * close deadline: a hung close is abandoned and logged by name, a failing one
@@ -105,12 +116,7 @@ export const add = <E = never, R = never>(
   close: Close<E, R>,
   options: Quit.CloseOptions = {}
 ): Effect.Effect<void, InvalidOption, Quit.Quit | Scope.Scope | R> =>
-  Effect.gen(function*() {
-    const quit = yield* current
-    const timeout = yield* closers.timeout(quit, name, options.timeout)
-    const context = yield* Effect.context<R>()
-    yield* closers.add(quit, name, options.kind ?? "closer", Effect.provideContext(toEffect(close), context), timeout)
-  })
+  Effect.flatMap(registrar<R>(name, options), (register) => register(close))
 
 /**
  * Acquires a resource and closes it when the current scope closes, under the
@@ -135,15 +141,8 @@ export const make = <A, E, R, E2 = never, R2 = never>(
   close: (resource: A) => Close<E2, R2>,
   options: Quit.CloseOptions = {}
 ): Effect.Effect<A, E | InvalidOption, R | R2 | Quit.Quit | Scope.Scope> =>
-  Effect.gen(function*() {
-    const quit = yield* current
-    const timeout = yield* closers.timeout(quit, name, options.timeout)
-    const context = yield* Effect.context<R2>()
-    return yield* Effect.uninterruptibleMask((restore) =>
-      Effect.tap(restore(acquire), (resource) =>
-        closers.add(quit, name, options.kind ?? "closer", Effect.provideContext(toEffect(close(resource)), context), timeout))
-    )
-  })
+  Effect.flatMap(registrar<R2>(name, options), (register) =>
+    Effect.uninterruptibleMask((restore) => Effect.tap(restore(acquire), (resource) => register(close(resource)))))
 
 /**
  * {@link make} as a layer that provides the resource as a service. Layers

@@ -20,10 +20,10 @@
  * @since 0.1.0
  */
 import type { Scope } from "effect"
-import { Context, Duration, Effect, Layer, Result, Stream } from "effect"
+import { Context, Duration, Effect, Layer } from "effect"
 import * as Http from "node:http"
 import type * as Net from "node:net"
-import { decodeDuration, type DurationInput, InvalidOption } from "./internal/core/options.ts"
+import { durationOr, type DurationInput, InvalidOption } from "./internal/core/options.ts"
 import { current } from "./internal/core/quit.ts"
 import * as probes from "./internal/http/probes.ts"
 import { type BindError, describeAddress, listen } from "./internal/http/listen.ts"
@@ -129,17 +129,11 @@ export const check = <E, R>(
         reason: "a check with this name is already registered; names must be unique"
       })
     }
-    const timeout = options.timeout === undefined
-      ? CHECK_TIMEOUT
-      : yield* Result.match(decodeDuration(options.timeout, `Health.check ${name} timeout`), {
-        onFailure: Effect.fail,
-        onSuccess: (duration) =>
-          Duration.isZero(duration)
-            ? Effect.fail(
-              new InvalidOption({ variable: `Health.check ${name} timeout`, value: String(options.timeout), reason: "must be more than 0" })
-            )
-            : Effect.succeed(duration)
-      })
+    const variable = `Health.check ${name} timeout`
+    const timeout = yield* durationOr(options.timeout, CHECK_TIMEOUT, variable)
+    if (Duration.isZero(timeout)) {
+      return yield* new InvalidOption({ variable, value: String(options.timeout), reason: "must be more than 0" })
+    }
     const context = yield* Effect.context<R>()
     const remove = quit.readiness.add({ name, run: Effect.provideContext(run, context), timeout })
     yield* Effect.addFinalizer(() => Effect.sync(remove))
@@ -243,16 +237,7 @@ export const layer = (options: Options = {}): Layer.Layer<Server, BindError, Qui
       server.closeAllConnections()
     })
     yield* Effect.acquireRelease(listen(server, listenOptions), () =>
-      quit.hasFired()
-        ? quit.phases.pipe(
-          Stream.filter((change) => change.phase === "stopped"),
-          Stream.take(1),
-          Stream.runDrain,
-          Effect.andThen(close),
-          Effect.forkDetach,
-          Effect.asVoid
-        )
-        : close)
+      quit.hasFired() ? Effect.asVoid(Effect.forkDetach(Effect.andThen(quit.reached("stopped"), close))) : close)
     yield* Effect.logInfo(`health listening on ${describeAddress(server, "http")}`)
     const address = server.address() as Net.AddressInfo
     return { port: address.port, host: address.address }

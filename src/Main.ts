@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect, Exit, Layer, Runtime, Scope, Stream } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Runtime, Scope } from "effect"
 import { bounded } from "./internal/core/bounded.ts"
 import { loggerLayer, make } from "./internal/core/layer.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
@@ -184,7 +184,7 @@ const withTelemetry = <R>(
  */
 const announceReady = (quit: QuitImpl): Effect.Effect<void> =>
   Effect.andThen(
-    Stream.runDrain(Stream.takeUntil(quit.phases, (change) => change.phase !== "starting")),
+    quit.reached("running"),
     Effect.sync(() => {
       if (quit.phase.phase === "running" && process.send !== undefined && process.connected) process.send("ready")
     })

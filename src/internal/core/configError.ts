@@ -11,61 +11,64 @@ import { InvalidOption } from "./options.ts"
 
 const ISSUE = /([^\n]+)\n\s+at (\[[^\n]*\])/g
 
-/**
- * Reads the values from `env` (the process environment, where `Config` reads
- * them by default: the path's segments joined with `_`).
- *
- * @internal
- */
-export const describeConfigError = (error: Config.ConfigError, env: Record<string, string | undefined> = process.env): string => {
+/** One thing a `ConfigError` says: the variable (the path's segments joined with `_`, as the environment names it) and what was expected. */
+interface Issue {
+  readonly variable: string | undefined
+  readonly expected: string
+  /** As Effect words it, for an issue without a readable path. */
+  readonly text: string
+}
+
+const issues = (error: Config.ConfigError): ReadonlyArray<Issue> => {
   const text = error.cause.message
-  const issues = [...text.matchAll(ISSUE)]
-  if (issues.length === 0) return text
-  return issues.map(([, expected, at]) => {
-    let path: unknown
-    try {
-      path = JSON.parse(at!)
-    } catch {
-      return `${expected} at ${at}`
+  const found = [...text.matchAll(ISSUE)].map(([, expected, at]): Issue => {
+    const path = parsePath(at!)
+    return {
+      variable: path?.join("_"),
+      expected: expected!.charAt(0).toLowerCase() + expected!.slice(1),
+      text: `${expected} at ${at}`
     }
-    if (!Array.isArray(path)) return `${expected} at ${at}`
-    const name = path.join("_")
-    const value = env[name]
-    const what = expected!.charAt(0).toLowerCase() + expected!.slice(1)
-    if (value !== undefined && what.startsWith(`${JSON.stringify(value)}: `)) {
-      return `${name}=${what}`
-    }
-    return value === undefined ? `${name} is not set: ${what}` : `${name}=${JSON.stringify(value)}: ${what}`
-  }).join("; ")
+  })
+  return found.length === 0 ? [{ variable: undefined, expected: text, text }] : found
+}
+
+/** The setting as `InvalidOption` says it; `value` undefined: not set. */
+const toInvalid = (variable: string, expected: string, value: string | undefined): InvalidOption => {
+  if (value === undefined) return new InvalidOption({ variable, value: "", reason: `not set: ${expected}` })
+  // Effect's message may start with the value already.
+  const prefix = `${JSON.stringify(value)}: `
+  return new InvalidOption({ variable, value, reason: expected.startsWith(prefix) ? expected.slice(prefix.length) : expected })
 }
 
 /**
+ * Reads the values from `env` (the process environment, where `Config` reads
+ * them by default).
+ *
+ * @internal
+ */
+export const describeConfigError = (error: Config.ConfigError, env: Record<string, string | undefined> = process.env): string =>
+  issues(error).map(({ expected, text, variable }) => {
+    if (variable === undefined) return text
+    const value = env[variable]
+    return value === undefined ? `${variable} is not set: ${expected}` : toInvalid(variable, expected, value).message
+  }).join("; ")
+
+/**
  * Reads `config`; a value it cannot use fails with `InvalidOption` — the
- * variable (the path's segments joined with `_`, as the environment names
- * it), the value the provider has for it, and what was expected — like every
- * other setting of the library, instead of Effect's `ConfigError`.
+ * variable, the value the provider has for it (read through the same
+ * provider), and what was expected — like every other setting of the
+ * library, instead of Effect's `ConfigError`.
  *
  * @internal
  */
 export const read = <A>(config: Config.Config<A>): Effect.Effect<A, InvalidOption> =>
-  Effect.catch(config, (error: Config.ConfigError) => Effect.flatMap(invalid(error), Effect.fail))
-
-const invalid = (error: Config.ConfigError): Effect.Effect<InvalidOption> =>
-  Effect.gen(function*() {
-    const text = error.cause.message
-    const [issue] = [...text.matchAll(ISSUE)]
-    const path = issue === undefined ? undefined : parsePath(issue[2]!)
-    if (issue === undefined || path === undefined) return new InvalidOption({ variable: "configuration", value: "", reason: text })
-    const variable = path.join("_")
-    const raw: Option.Option<string> = path.length === 1
-      ? yield* Effect.orElseSucceed(Config.option(Config.String(variable)), () => Option.none<string>())
-      : Option.none()
-    const value = Option.getOrUndefined(raw)
-    const expected = issue[1]!.charAt(0).toLowerCase() + issue[1]!.slice(1)
-    if (value === undefined) return new InvalidOption({ variable, value: "", reason: `not set: ${expected}` })
-    const prefix = `${JSON.stringify(value)}: `
-    return new InvalidOption({ variable, value, reason: expected.startsWith(prefix) ? expected.slice(prefix.length) : expected })
-  })
+  Effect.catch(config, (error: Config.ConfigError) =>
+    Effect.gen(function*() {
+      const [{ expected, variable }] = issues(error) as [Issue]
+      if (variable === undefined) return yield* new InvalidOption({ variable: "configuration", value: "", reason: expected })
+      const value = yield* Effect.orElseSucceed(Config.option(Config.String(variable)), () => Option.none<string>())
+      return yield* toInvalid(variable, expected, Option.getOrUndefined(value))
+    }))
 
 const parsePath = (text: string): ReadonlyArray<string | number> | undefined => {
   try {

@@ -268,21 +268,15 @@ export const load = (input: Input = {}): Effect.Effect<Options, InvalidOption> =
       () => input.signals ?? ["SIGTERM", "SIGINT"]
     )
     const logFormat: "text" | "json" = Option.getOrElse(yield* fromEnv("LOG_FORMAT", parseLogFormat), () => input.logFormat ?? "text")
-    const progressInterval = Option.getOrElse(
-      yield* fromEnv("PROGRESS_INTERVAL", parseDuration),
-      () => input.progressInterval
-    )
-    const options: Options = {
+    const fromEnvironment = yield* fromEnv("PROGRESS_INTERVAL", parseDuration)
+    return {
       ...timings,
       signals,
       logFormat,
-      progressInterval: progressInterval === undefined
-        ? DEFAULT_PROGRESS_INTERVAL
-        : D.isDuration(progressInterval)
-        ? progressInterval
-        : yield* Effect.fromResult(decodeDuration(progressInterval, "progressInterval option"))
-    }
-    return options
+      progressInterval: Option.isSome(fromEnvironment)
+        ? fromEnvironment.value
+        : yield* durationOr(input.progressInterval, DEFAULT_PROGRESS_INTERVAL, "progressInterval option")
+    } satisfies Options
   })
 
 /** @internal */

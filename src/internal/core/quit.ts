@@ -20,6 +20,7 @@ export { type Deadline, type Deadlines, describeReason, type Phase, type PhaseCh
 import { type Deadline, type Deadlines, type Phase, type PhaseChange, Quit, type Reason, type Service } from "./service.ts"
 
 const ORDER: Record<Phase, number> = { starting: 0, running: 1, draining: 2, stopping: 3, stopped: 4 }
+const PHASES = Object.keys(ORDER) as ReadonlyArray<Phase>
 
 /** A stop function or closer registered outside any scope. @internal */
 interface Registered {
@@ -38,7 +39,14 @@ export class QuitImpl implements Service {
   readonly context: Context.Context<never>
   readonly #phases: PubSub.PubSub<PhaseChange>
   readonly #history: Array<PhaseChange> = []
-  readonly #stopped = Deferred.makeUnsafe<void>()
+  /** One per phase, completed when the phase is reached or passed. */
+  readonly #reached: { readonly [P in Phase]: Deferred.Deferred<void> } = {
+    starting: Deferred.makeUnsafe(),
+    running: Deferred.makeUnsafe(),
+    draining: Deferred.makeUnsafe(),
+    stopping: Deferred.makeUnsafe(),
+    stopped: Deferred.makeUnsafe()
+  }
   readonly #fired = Deferred.makeUnsafe<Reason>()
   readonly #forced = Deferred.makeUnsafe<NodeJS.Signals>()
   readonly entries: Array<Entry> = []
@@ -98,11 +106,14 @@ export class QuitImpl implements Service {
     const change = { phase, at: this.now() }
     this.#history.push(change)
     PubSub.publishUnsafe(this.#phases, change)
-    if (phase === "stopped") {
-      Deferred.doneUnsafe(this.#stopped, Exit.void)
-      this.stopKeeper()
-    }
+    for (const p of PHASES) if (ORDER[p] <= ORDER[phase]) Deferred.doneUnsafe(this.#reached[p], Exit.void)
+    if (phase === "stopped") this.stopKeeper()
     return true
+  }
+
+  /** Completes when `phase` is reached or passed (a program that stops while starting passes `running`). */
+  reached(phase: Phase): Effect.Effect<void> {
+    return Deferred.await(this.#reached[phase])
   }
 
   // ---- progress ------------------------------------------------------------
@@ -117,7 +128,7 @@ export class QuitImpl implements Service {
   progressEvery(every: Duration.Duration): Stream.Stream<progress.Progress> {
     const tick = Effect.sync(() => this.progress()!)
     return Stream.unwrap(Effect.as(this.fired, Stream.fromEffectSchedule(tick, Schedule.spaced(every)))).pipe(
-      Stream.interruptWhen(Deferred.await(this.#stopped))
+      Stream.interruptWhen(this.reached("stopped"))
     )
   }
 

@@ -65,18 +65,18 @@ export const traceShutdown = (tracer: Tracer.Tracer, source: Source, summary: Su
   draining.end(nanos(stoppingAt ?? stoppedAt), Exit.void)
   const stopping = stoppingAt === undefined ? undefined : make("stopping", root, stoppingAt, {})
   for (const entry of source.entries) {
-    const start = entry.closeStartedAt ?? stoppedAt
-    const outcome = entry.outcome ?? "abandoned"
-    const span = make(`${entry.kind} ${entry.name}`, stopping ?? root, start, {
-      name: entry.name,
-      kind: entry.kind,
-      outcome,
-      detail: entry.detail,
-      "in_flight.at_drain": entry.inFlight === undefined ? undefined : entry.inFlightAtDrain ?? entry.inFlight.count,
-      "in_flight.at_end": entry.inFlight === undefined ? undefined : entry.inFlightAtEnd ?? entry.inFlight.count,
+    // The report's row: the same outcome and counts, whoever reads them.
+    const row = entry.toRow(now)
+    const span = make(`${row.kind} ${row.name}`, stopping ?? root, entry.closeStartedAt ?? stoppedAt, {
+      name: row.name,
+      kind: row.kind,
+      outcome: row.outcome,
+      detail: row.detail,
+      "in_flight.at_drain": row.inFlightAtDrain,
+      "in_flight.at_end": row.inFlightAtEnd,
       cut: entry.inFlight === undefined ? undefined : entry.cut?.count ?? 0
     })
-    span.end(nanos(entry.closedAt ?? stoppedAt), outcome === "done" ? Exit.void : Exit.fail(outcome))
+    span.end(nanos(entry.closedAt ?? stoppedAt), row.outcome === "done" ? Exit.void : Exit.fail(row.outcome))
   }
   stopping?.end(nanos(stoppedAt), Exit.void)
   root.end(nanos(stoppedAt), summary.exitCode === undefined || summary.exitCode === 0 ? Exit.void : Exit.fail(summary.ending))

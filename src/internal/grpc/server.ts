@@ -8,7 +8,7 @@
 import * as grpc from "@grpc/grpc-js"
 import * as Net from "node:net"
 import type { Context, Fiber, Scope } from "effect"
-import { Cause, Config, Deferred, Duration, Effect, Exit, Metric, Schema, Stream } from "effect"
+import { Cause, Config, Deferred, Duration, Effect, Exit, Metric, Schema } from "effect"
 import { read } from "../core/configError.ts"
 import { first } from "../core/first.ts"
 import * as groups from "../core/group.ts"
@@ -205,15 +205,11 @@ export const serve = <R>(
     const unlisten = quit.readiness.onMark(() => health.refresh())
     yield* Effect.addFinalizer(() => Effect.sync(unlisten))
     const server = new grpc.Server(options.server)
-    // Completed once every connection has closed. tryShutdown calls back at
-    // once for injected connections — grpc-js sees their sessions as closed
-    // the moment it asks them to close — so our listener's own close, which
-    // waits for its connections, says so.
+    // Completed once every connection has closed: our listener's own close
+    // says so (tryShutdown calls back at once for injected connections —
+    // grpc-js sees their sessions as closed the moment it asks them to close).
     const closed = Deferred.makeUnsafe<void>()
-    let open = 1
-    const oneClosed = () => {
-      if (--open === 0) Deferred.doneUnsafe(closed, Exit.void)
-    }
+    const allClosed = () => Deferred.doneUnsafe(closed, Exit.void)
     let stopping = false
     let listener: Net.Server | undefined
     let sockets: ReadonlySet<Net.Socket> = new Set<Net.Socket>()
@@ -221,11 +217,9 @@ export const serve = <R>(
       if (stopping) return
       stopping = true
       health.quit()
-      if (listener?.listening === true) {
-        open++
-        listener.close(oneClosed)
-      }
-      server.tryShutdown(oneClosed)
+      if (listener?.listening === true) listener.close(allClosed)
+      else allClosed()
+      server.tryShutdown(() => {})
       health.endWatches()
     }
     // Step 4, once the group has drained. With no call in flight, what is
@@ -280,10 +274,9 @@ export const serve = <R>(
     const bound = (own.listener.address() as Net.AddressInfo).port
     // Step 1: SERVING once the program runs (at once if it already does), then
     // NOT_SERVING the moment the quit event fires — before the drain delay.
-    if (quit.phase.phase === "starting") {
-      const started = Stream.runDrain(Stream.takeUntil(quit.phases, (change) => change.phase !== "starting"))
-      yield* Effect.forkScoped(Effect.andThen(started, Effect.sync(() => health.running())))
-    } else health.running()
+    yield* Effect.forkScoped(Effect.andThen(quit.reached("running"), Effect.sync(() => health.running())), {
+      startImmediately: true
+    })
     const handle: Handle = {
       name: group.name,
       address: formatAddress(host, bound),
