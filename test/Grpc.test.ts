@@ -332,12 +332,10 @@ describe("Grpc: connections with no call", () => {
       const halfOpen = yield* promise(() => silent(server.port))
       yield* Quit.fire("test")
       const report = yield* Fiber.join(shutdown)
-      // Which comes first: the server closing it, or the close deadline.
-      const first = yield* Effect.raceFirst(
-        Effect.as(promise(() => halfOpen.ended), "closed by the server"),
-        Effect.as(Effect.sleep(yield* Quit.timeLeft("close")), "still open at the close deadline")
-      )
-      assert.strictEqual(first, "closed by the server")
+      // The server destroyed it before the shutdown ended: its end reaches the
+      // client now. (grpc-js alone left it open until TLS's own handshake
+      // timeout, two minutes: this wait then outlasts the test.)
+      yield* promise(() => halfOpen.ended)
       assert.deepInclude(report, { ending: "graceful", exitCode: 0 })
       assert.isFalse(logs.some((log) => log.text.includes("still open at the close deadline")), "no warning: nothing was in flight")
     })), { closeTimeout: "10 seconds", shutdownTimeout: "20 seconds" })

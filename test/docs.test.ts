@@ -7,28 +7,18 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFile } from "node:child_process"
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
-import { examples } from "./support/jsdoc.ts"
+import { writeExamples } from "./support/jsdoc.ts"
 
 const root = fileURLToPath(new URL("../", import.meta.url))
 const out = join(root, "bench/.tmp/jsdoc-examples")
 
 describe("the JSDoc examples", () => {
   it("each compiles against the library", async () => {
-    rmSync(out, { recursive: true, force: true })
-    mkdirSync(out, { recursive: true })
-    const modules = readdirSync(join(root, "src")).filter((name) => name.endsWith(".ts"))
-    let count = 0
-    for (const module of modules) {
-      for (const { code, line } of examples(join(root, "src", module))) {
-        count++
-        // Each its own module, so that the names of one do not clash with another's.
-        writeFileSync(join(out, `${module.replace(/\.ts$/, "")}.line${line}.ts`), `${code}\nexport {}\n`)
-      }
-    }
+    const count = writeExamples(join(root, "src"), out).length
     writeFileSync(
       join(out, "tsconfig.json"),
       JSON.stringify({

@@ -165,6 +165,7 @@ describe("the packed tarball, installed into a fresh project", () => {
     assert.match(output, /database\s+closer\s+done/)
     assert.match(output, /ticker\s+worker\s+done/)
     assert.match(output, /http\s+http\s+done/)
-    assert.isBelow(output.indexOf("database closed"), output.indexOf("shutdown report"))
+    assert.include(output, "database closed")
+    assert.isBelow(output.indexOf("database closed"), output.indexOf("shutdown report"), "the database closed before the report")
   }, 60_000)
 })

@@ -16,12 +16,11 @@
  * environment does in production.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { copyFileSync, readdirSync, readFileSync } from "node:fs"
 import { once } from "node:events"
-import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { get } from "../support/http.ts"
-import { examples } from "../support/jsdoc.ts"
+import { writeExamples } from "../support/jsdoc.ts"
 import { tempDir } from "../support/temp.ts"
 import { type Child, fixture, start } from "./harness.ts"
 
@@ -31,15 +30,7 @@ const isProgram = (code: string) => /\b(Main|NodeRuntime)\.runMain\(/.test(code)
 const snippets = readdirSync(dir).filter((name) => name.endsWith(".ts") && isProgram(readFileSync(dir + name, "utf8")))
 
 const jsdocDir = `${root}bench/.tmp/jsdoc-programs/`
-rmSync(jsdocDir, { recursive: true, force: true })
-mkdirSync(jsdocDir, { recursive: true })
-const written = readdirSync(`${root}src`).filter((name) => name.endsWith(".ts")).flatMap((module) =>
-  examples(`${root}src/${module}`).map(({ code, line }) => {
-    const name = `${module.replace(/\.ts$/, "")}.line${line}.ts`
-    writeFileSync(jsdocDir + name, `${code}\nexport {}\n`)
-    return { name, code }
-  })
-)
+const written = writeExamples(`${root}src`, jsdocDir)
 // Programs that show they run: under Main.runMain ('ready'), or serving HTTP (readiness).
 const jsdoc = written
   .filter(({ code }) => isProgram(code) && (code.includes("Main.runMain(") || /\bHttp\.layer|Health\.layer/.test(code)))
@@ -51,14 +42,6 @@ afterEach(() => child?.process.kill("SIGKILL"))
 
 const listening = (child: Child) => [...child.output().matchAll(/SNIPPET LISTEN (\d+)/g)].map((match) => Number(match[1]))
 
-/** Asks readiness until it answers 200. */
-const ready = async (port: number) => {
-  for (let i = 0; i < 500; i++) {
-    if ((await get(port, "/readyz")).status === 200) return
-    await sleep(20)
-  }
-  throw new Error("never ready")
-}
 
 const runs = (file: string) => {
   const underNodeRuntime = readFileSync(file, "utf8").includes("NodeRuntime.runMain(")
@@ -67,8 +50,9 @@ const runs = (file: string) => {
     copyFileSync(`${root}examples/proto/greeter.proto`, `${cwd}/greeter.proto`)
     child = start(file, { DRAIN_DELAY: "300ms" }, { ipc: true, cwd, execArgv: ["--import", fixture("snippet.ts")] })
     if (underNodeRuntime) {
+      // Quit.layer is built (phase running) before the server on it listens.
       await child.waitFor(/SNIPPET LISTEN \d+/)
-      await ready(listening(child)[0]!)
+      assert.strictEqual((await get(listening(child)[0]!, "/readyz")).status, 200)
     } else {
       const [message] = await once(child.process, "message") as [unknown]
       assert.strictEqual(message, "ready")
