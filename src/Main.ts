@@ -115,7 +115,12 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   const quit = Effect.runSync(make(resolved, "starting").pipe(Effect.provide(logger)))
   const logSync = (effect: Effect.Effect<void>) => Effect.runFork(Effect.provide(effect, logger))
   const uninstall = install(quit, logSync)
+  let exiting = false
+  // Once: the main fiber's observer runs as the fiber ends, after the exit
+  // it asked for has begun.
   const exit = (code: number) => {
+    if (exiting) return
+    exiting = true
     uninstall()
     flushThenExit(code)
   }

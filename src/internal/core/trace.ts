@@ -37,7 +37,12 @@ const PREFIX = "effect_graceful"
 /** Makes the spans with `tracer` (the runner's, or the one in the quit event's context). @internal */
 export const traceShutdown = (tracer: Tracer.Tracer, source: Source, summary: Summary): void => {
   const fired = source.deadlines?.fired
-  if (tracer === Tracer.nativeTracer || fired === undefined) return
+  // Apart, so that a process with no tracer never even compiles the rest: it
+  // runs once, on the way to the exit.
+  if (tracer !== Tracer.nativeTracer && fired !== undefined) spans(tracer, source, summary, fired)
+}
+
+const spans = (tracer: Tracer.Tracer, source: Source, summary: Summary, fired: number): void => {
   const now = source.now()
   const make = (name: string, parent: Tracer.AnySpan | undefined, start: number, attributes: Record<string, unknown>) => {
     const span = tracer.span({
