@@ -145,13 +145,22 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
 const FLUSH = Duration.seconds(1)
 
 /**
- * Exits once what was written to stdout and stderr has gone out — for at most
- * {@link FLUSH}. A pipe or a terminal is written at once, but not a stream
- * that a process manager puts in their place (PM2's cluster mode writes them
- * to its log files through `fs.WriteStream`s): exiting at once cut the
- * report short after its first line.
+ * Whether what was written to `stream` has gone out: Node's own stream (a
+ * pipe, a terminal, a file) with nothing left in its buffer. A `write` put in
+ * its place, as PM2's cluster mode does, may buffer elsewhere: not known.
+ */
+const isOut = (stream: NodeJS.WriteStream): boolean => stream.writableLength === 0 && !Object.hasOwn(stream, "write")
+
+/**
+ * Exits once what was written to stdout and stderr has gone out, waiting at
+ * most {@link FLUSH}: at once if it already has (on Linux, Node writes pipes
+ * and terminals before `write` returns); else when both have called back — a
+ * stream a process manager puts in their place (PM2's cluster mode writes to
+ * its log files through `fs.WriteStream`s) may still hold the report, and
+ * exiting at once cut it short after its first line.
  */
 const flushThenExit = (code: number): void => {
+  if (isOut(process.stdout) && isOut(process.stderr)) return process.exit(code)
   let exited = false
   const exit = () => {
     if (exited) return

@@ -3,6 +3,9 @@
  * child processes.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import { mkdtempSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { type Child, fixture, start } from "./harness.ts"
 
 const service = fixture("service.ts")
@@ -15,6 +18,20 @@ const run = (env: Record<string, string> = {}) => {
 afterEach(() => {
   for (const child of children.splice(0)) child.process.kill("SIGKILL")
 })
+
+// The output goes to a file in that test: read until the line is there.
+const waitForFile = async (file: string, pattern: RegExp): Promise<void> => {
+  const { watch } = await import("node:fs/promises")
+  const read = () => {
+    try {
+      return pattern.test(readFileSync(file, "utf8"))
+    } catch {
+      return false
+    }
+  }
+  if (read()) return
+  for await (const _ of watch(join(file, ".."))) if (read()) return
+}
 
 const reportLine = (output: string) => output.split("\n").find((line) => line.includes("shutdown report:")) ?? ""
 const row = (output: string, name: string) =>
@@ -34,6 +51,19 @@ describe("Main.runMain with real signals", () => {
     assert.include(reportLine(output), "shutdown report: SIGTERM, graceful, exit 0")
     assert.match(row(output, "jobs"), /worker\s+done\s+\d+\s+1 → 0/)
     assert.match(row(output, "db"), /closer\s+done/)
+  })
+
+  it("output written through a stream that buffers (PM2's cluster mode) is all out before the exit", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "effect-graceful-")), "out.log")
+    const child = start(service, { LOG_FILE: file, CLOSE_MS: "0" }, { execArgv: ["--import", fixture("logFile.ts")] })
+    children.push(child)
+    await waitForFile(file, /READY/)
+    child.signal("SIGTERM")
+    const { code } = await child.exited()
+    const output = readFileSync(file, "utf8")
+    assert.strictEqual(code, 0, output)
+    assert.include(reportLine(output), "shutdown report: SIGTERM, graceful, exit 0")
+    assert.match(row(output, "db"), /closer\s+done/, "the report's last row")
   })
 
   it("SIGINT (Ctrl-C) is handled the same way: exit 0", async () => {
