@@ -117,12 +117,13 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   const uninstall = install(quit, logSync)
   let exiting = false
   // Once: the main fiber's observer runs as the fiber ends, after the exit
-  // it asked for has begun.
+  // it asked for has begun. The listeners stay until the process exits; if
+  // the exit waits for output, they go first, and a further signal gets
+  // Node's own action (the process ends).
   const exit = (code: number) => {
     if (exiting) return
     exiting = true
-    uninstall()
-    flushThenExit(code)
+    flushThenExit(code, uninstall)
   }
   // The exit follows the report at once: waiting for the main fiber's end
   // would cost a turn of the event loop. Should the fiber end otherwise
@@ -159,8 +160,9 @@ const isOut = (stream: NodeJS.WriteStream): boolean => stream.writableLength ===
  * its log files through `fs.WriteStream`s) may still hold the report, and
  * exiting at once cut it short after its first line.
  */
-const flushThenExit = (code: number): void => {
+const flushThenExit = (code: number, beforeWaiting: () => void = () => {}): void => {
   if (isOut(process.stdout) && isOut(process.stderr)) return process.exit(code)
+  beforeWaiting()
   let exited = false
   const exit = () => {
     if (exited) return
