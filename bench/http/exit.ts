@@ -4,7 +4,13 @@
  * 600 ms request in flight gets SIGTERM 100 ms into the request; we time the
  * child's exit against the end of that response. Contenders take turns, round
  * after round, so that the machine's noise falls on all alike.
+ *
+ * Every contender's process loads the same modules (exitServer.ts imports all
+ * of them), so that what its teardown costs after the exit has begun is alike,
+ * and a preload (exitClock.ts) says when that was: the figure splits into the
+ * library's own way to the exit and the process's teardown.
  */
+import { once as onceEvent } from "node:events"
 import * as NodeHttp from "node:http"
 import { fileURLToPath } from "node:url"
 import { get, openIdle } from "../../test/support/http.ts"
@@ -12,8 +18,9 @@ import { median, startServer } from "../support/child.ts"
 
 const IDLE = 1000
 const SIGNAL_AFTER_MS = 100
-const ROUNDS = 7
+const ROUNDS = 11
 const file = fileURLToPath(new URL("./exitServer.ts", import.meta.url))
+const clock = fileURLToPath(new URL("./exitClock.ts", import.meta.url))
 
 export const contenders = ["stoppable", "terminus", "http-terminator", "close-with-grace", "graceful-node", "graceful-effect"] as const
 export type Contender = typeof contenders[number]
@@ -23,11 +30,24 @@ export interface ExitFigures {
   /** Median, and every round, of the child's exit after the last response ended (ms). */
   readonly exitAfterLastResponseMs: number
   readonly rounds: ReadonlyArray<number>
+  /** Medians: from the last response to the `exit` event (the library's part), and from there to the exit. */
+  readonly exitBeginsMs: number
+  readonly teardownMs: number
   readonly exitCode: number | null
 }
 
-const once = async (contender: Contender): Promise<{ readonly ms: number; readonly code: number | null }> => {
-  const server = await startServer(file, [contender])
+interface Run {
+  readonly ms: number
+  readonly exitBeginsMs: number
+  readonly code: number | null
+}
+
+// The child's monotonic clock reading (ns), on this process's performance.now() scale.
+const toPerformance = (ns: bigint): number => performance.now() - Number(process.hrtime.bigint() - ns) / 1e6
+
+const once = async (contender: Contender): Promise<Run> => {
+  const server = await startServer(file, [contender], ["--import", clock])
+  const closed = onceEvent(server.child, "close")
   const code = new Promise<number | null>((resolve) => server.child.once("exit", (c) => resolve(c)))
   const idle = await openIdle(server.port, IDLE)
   const agent = new NodeHttp.Agent({ keepAlive: true })
@@ -39,18 +59,34 @@ const once = async (contender: Contender): Promise<{ readonly ms: number; readon
   idle.destroy()
   agent.destroy()
   if (reply.status !== 200) throw new Error(`${contender}: the request in flight got ${reply.status ?? reply.error}`)
-  return { ms: exitedAt - reply.at, code: await code }
+  await closed
+  const exiting = /EXITING (\d+)/.exec(server.output())
+  if (exiting === null) throw new Error(`${contender}: no EXITING line:\n${server.output()}`)
+  return { ms: exitedAt - reply.at, exitBeginsMs: toPerformance(BigInt(exiting[1]!)) - reply.at, code: await code }
 }
 
+const tenth = (ms: number) => Math.round(ms * 10) / 10
+
 export const exitLatency = async (log: (line: string) => void): Promise<ReadonlyArray<ExitFigures>> => {
-  const runs = new Map<Contender, Array<{ readonly ms: number; readonly code: number | null }>>(contenders.map((c) => [c, []]))
+  const runs = new Map<Contender, Array<Run>>(contenders.map((c) => [c, []]))
   for (let round = 0; round < ROUNDS; round++) {
     for (const contender of contenders) runs.get(contender)!.push(await once(contender))
   }
   return contenders.map((contender) => {
-    const rounds = runs.get(contender)!.map((run) => Math.round(run.ms * 10) / 10)
-    const figures = { contender, exitAfterLastResponseMs: median(rounds), rounds, exitCode: runs.get(contender)!.at(-1)!.code }
-    log(`  ${contender}: exit ${figures.exitAfterLastResponseMs} ms after the last response (${rounds.join(", ")})`)
+    const all = runs.get(contender)!
+    const rounds = all.map((run) => tenth(run.ms))
+    const figures = {
+      contender,
+      exitAfterLastResponseMs: median(rounds),
+      rounds,
+      exitBeginsMs: tenth(median(all.map((run) => run.exitBeginsMs))),
+      teardownMs: tenth(median(all.map((run) => run.ms - run.exitBeginsMs))),
+      exitCode: all.at(-1)!.code
+    }
+    log(
+      `  ${contender}: exit ${figures.exitAfterLastResponseMs} ms after the last response (${rounds.join(", ")}); ` +
+        `exit begins ${figures.exitBeginsMs} ms, teardown ${figures.teardownMs} ms`
+    )
     return figures
   })
 }

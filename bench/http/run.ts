@@ -331,10 +331,15 @@ const main = async () => {
     `the bench times the process's exit against the end of the response in flight. Median of ${exitSettings.ROUNDS} rounds, the`,
     "contenders taking turns each round. Ratio: to the fastest peer of the run.",
     "",
-    "| contender | exit after the last response (ms) | ratio to the fastest peer | exit code | rounds (ms) |",
-    "| --- | ---: | ---: | ---: | --- |",
+    "Every contender's process loads the same modules (all the contenders', Effect and effect-graceful), so that",
+    "its teardown is alike. A preload (bench/http/exitClock.ts) notes, on the machine's monotonic clock, when Node's",
+    "`exit` event fires: \"exit begins\" is the library's own way from the last response to the exit, \"teardown\" the",
+    "process's end after it (the kernel freeing the process's memory, most of it), each a median of its own.",
+    "",
+    "| contender | exit after the last response (ms) | ratio to the fastest peer | exit begins (ms) | teardown (ms) | exit code | rounds (ms) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ...ex.map((f) =>
-      `| ${f.contender} | ${f.exitAfterLastResponseMs} | ${ratio(f.exitAfterLastResponseMs, bestPeer)} | ${f.exitCode} | ${f.rounds.join(", ")} |`
+      `| ${f.contender} | ${f.exitAfterLastResponseMs} | ${ratio(f.exitAfterLastResponseMs, bestPeer)} | ${f.exitBeginsMs} | ${f.teardownMs} | ${f.exitCode} | ${f.rounds.join(", ")} |`
     ),
     "",
     "## Scale: many connections at a time",

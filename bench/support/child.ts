@@ -11,16 +11,27 @@ export interface Server {
   readonly port: number
   /** performance.now() when the child exited. */
   readonly exited: Promise<number>
+  /** Its stdout and stderr so far, interleaved. */
+  output(): string
 }
 
-/** Forks `file` with `args` on this Node and waits for its `READY <port>` line. */
-export const startServer = async (file: string, args: ReadonlyArray<string>): Promise<Server> => {
-  const child = fork(file, [...args], { stdio: ["ignore", "pipe", "pipe", "ipc"], execPath: process.execPath })
+/** Forks `file` with `args` (and Node's own flags `execArgv`) on this Node and waits for its `READY <port>` line. */
+export const startServer = async (
+  file: string,
+  args: ReadonlyArray<string>,
+  execArgv: ReadonlyArray<string> = []
+): Promise<Server> => {
+  const child = fork(file, [...args], {
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
+    execPath: process.execPath,
+    execArgv: [...process.execArgv, ...execArgv]
+  })
   const exited = new Promise<number>((resolve) => child.once("exit", () => resolve(performance.now())))
   let output = ""
+  child.stdout!.on("data", (chunk: Buffer) => output += chunk.toString())
+  child.stderr!.on("data", (chunk: Buffer) => output += chunk.toString())
   const port = await new Promise<number>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString()
+    const onData = () => {
       const match = /READY (\d+)/.exec(output)
       if (match !== null) resolve(Number(match[1]))
     }
@@ -28,7 +39,7 @@ export const startServer = async (file: string, args: ReadonlyArray<string>): Pr
     child.stderr!.on("data", onData)
     void exited.then(() => reject(new Error(`${file} ${args.join(" ")} exited before READY:\n${output}`)))
   })
-  return { child, port, exited }
+  return { child, port, exited, output: () => output }
 }
 
 /** In the child: answers `cpu` messages with `process.cpuUsage()`. */
