@@ -7,7 +7,6 @@
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
 import { once } from "node:events"
-import { setTimeout as sleep } from "node:timers/promises"
 import { get } from "../support/http.ts"
 import { type Child, fixture, start } from "./harness.ts"
 
@@ -17,15 +16,6 @@ afterEach(() => child?.process.kill("SIGKILL"))
 const port = async (child: Child) => {
   await child.waitFor(/LISTENING port=\d+/)
   return Number(/LISTENING port=(\d+)/.exec(child.output())![1])
-}
-
-/** Asks readiness until it answers 200 (the phase is `running`). */
-const running = async (port: number) => {
-  for (let i = 0; i < 500; i++) {
-    if ((await get(port, "/readyz")).status === 200) return
-    await sleep(20)
-  }
-  throw new Error("never ready")
 }
 
 describe("Main.runMain under a parent process", () => {
@@ -48,21 +38,22 @@ describe("Main.runMain under a parent process", () => {
     assert.deepStrictEqual(child.messages(), ["ready"], "nothing else is sent")
   })
 
-  it("sendReady: false sends nothing", async () => {
-    child = start(fixture("pm2.ts"), { SEND_READY: "0" }, { ipc: true })
-    await running(await port(child))
-    child.send("shutdown")
-    const { code } = await child.exited()
-    assert.strictEqual(code, 0, child.output())
-    assert.deepStrictEqual(child.messages(), [])
-  })
-
-  it("under NodeRuntime.runMain with Quit.layer, the layers send nothing", async () => {
-    child = start(fixture("pm2.ts"), { RUNNER: "node" }, { ipc: true })
-    await running(await port(child))
-    child.signal("SIGTERM")
-    const { code } = await child.exited()
-    assert.strictEqual(code, 130, child.output())
+  it.each([
+    { title: "sendReady: false sends nothing", env: { SEND_READY: "0" }, stop: (c: Child): void => c.send("shutdown"), code: 0 },
+    {
+      title: "under NodeRuntime.runMain with Quit.layer, the layers send nothing",
+      env: { RUNNER: "node" },
+      stop: (c: Child): void => void c.signal("SIGTERM"),
+      code: 130
+    }
+  ])("$title", async ({ code, env, stop }) => {
+    child = start(fixture("pm2.ts"), env, { ipc: true })
+    // Every layer built, and the phase `running`: a 'ready' would have gone by now.
+    await child.waitFor(/STARTED/)
+    await child.waitFor(/RUNNING/)
+    stop(child)
+    const exited = await child.exited()
+    assert.strictEqual(exited.code, code, child.output())
     assert.deepStrictEqual(child.messages(), [])
   })
 })
