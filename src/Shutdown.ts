@@ -75,7 +75,7 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
       if (Exit.isSuccess(first.exit)) quit.fire({ _tag: "Completed" }, { immediate: true })
       else {
         const error = Cause.squash(first.exit.cause)
-        const reason = error instanceof Config.ConfigError || error instanceof InvalidOption ? "invalid configuration" : "the program failed"
+        const reason = badConfiguration(error) === undefined ? "the program failed" : "invalid configuration"
         quit.fail({ _tag: "Failure", reason, error }, { immediate: true })
       }
     }
@@ -106,12 +106,10 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
     }
     const programExit = fiber.pollUnsafe()
     if (programExit !== undefined && Exit.isFailure(programExit) && !Cause.hasInterruptsOnly(programExit.cause)) {
-      const error = Cause.squash(programExit.cause)
-      yield* error instanceof Config.ConfigError
-        ? Effect.logError(`invalid configuration: ${describeConfigError(error)}`)
-        : error instanceof InvalidOption
-        ? Effect.logError(`invalid configuration: ${error.message}`)
-        : Effect.logError("the program failed", programExit.cause)
+      const bad = badConfiguration(Cause.squash(programExit.cause))
+      yield* bad === undefined
+        ? Effect.logError("the program failed", programExit.cause)
+        : Effect.logError(`invalid configuration: ${bad}`)
     }
     quit.setPhase("stopped")
     const rows = quit.rows()
@@ -131,6 +129,14 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
     traceShutdown(yield* Effect.tracer, quit, report)
     return report
   })
+
+/** A failure that is bad configuration, in words; `undefined` for any other. */
+const badConfiguration = (error: unknown): string | undefined =>
+  error instanceof Config.ConfigError
+    ? describeConfigError(error)
+    : error instanceof InvalidOption
+    ? error.message
+    : undefined
 
 const exitCode = (
   quit: QuitImpl,
