@@ -158,7 +158,8 @@ const isOut = (stream: NodeJS.WriteStream): boolean => stream.writableLength ===
  * and terminals before `write` returns); else when both have called back — a
  * stream a process manager puts in their place (PM2's cluster mode writes to
  * its log files through `fs.WriteStream`s) may still hold the report, and
- * exiting at once cut it short after its first line.
+ * exiting at once cut it short after its first line. `beforeWaiting` runs
+ * only then.
  */
 const flushThenExit = (code: number, beforeWaiting: () => void = () => {}): void => {
   if (isOut(process.stdout) && isOut(process.stderr)) return process.exit(code)

@@ -3,9 +3,9 @@
  * child processes.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
-import { mkdtempSync, readFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, watch } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { type Child, fixture, start } from "./harness.ts"
 
 const service = fixture("service.ts")
@@ -19,19 +19,25 @@ afterEach(() => {
   for (const child of children.splice(0)) child.process.kill("SIGKILL")
 })
 
-// The output goes to a file in that test: read until the line is there.
-const waitForFile = async (file: string, pattern: RegExp): Promise<void> => {
-  const { watch } = await import("node:fs/promises")
-  const read = () => {
-    try {
-      return pattern.test(readFileSync(file, "utf8"))
-    } catch {
-      return false
+// The output goes to a file in that test: read it at each change of its
+// folder until the line is there (watched before the first read, so that no
+// write falls between the two).
+const waitForFile = (file: string, pattern: RegExp): Promise<void> =>
+  new Promise((resolve) => {
+    const found = () => {
+      let text = ""
+      try {
+        text = readFileSync(file, "utf8")
+      } catch {
+        return
+      }
+      if (!pattern.test(text)) return
+      watcher.close()
+      resolve()
     }
-  }
-  if (read()) return
-  for await (const _ of watch(join(file, ".."))) if (read()) return
-}
+    const watcher = watch(dirname(file), found)
+    found()
+  })
 
 const reportLine = (output: string) => output.split("\n").find((line) => line.includes("shutdown report:")) ?? ""
 const row = (output: string, name: string) =>

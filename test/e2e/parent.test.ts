@@ -50,7 +50,7 @@ describe("Main.runMain under a parent process", () => {
     child = start(fixture("pm2.ts"), env, { ipc: true })
     // Every layer built, and the phase `running`: a 'ready' would have gone by now.
     await child.waitFor(/STARTED/)
-    await child.waitFor(/RUNNING/)
+    await child.waitFor(/READY/)
     stop(child)
     const exited = await child.exited()
     assert.strictEqual(exited.code, code, child.output())
