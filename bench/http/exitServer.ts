@@ -7,14 +7,14 @@
  */
 import { createTerminus } from "@godaddy/terminus"
 import closeWithGrace from "close-with-grace"
-import { Effect, Layer, Stream } from "effect"
+import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { createHttpTerminator } from "http-terminator"
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import stoppable from "stoppable"
 import * as Http from "../../src/Http.ts"
-import { Main, Quit } from "../../src/index.ts"
+import { Main } from "../../src/index.ts"
+import { ready, readyWhenRunning } from "../support/ready.ts"
 
 export const SLOW_MS = 600
 
@@ -23,15 +23,6 @@ const handler = (req: IncomingMessage, res: ServerResponse) => {
   else res.end("idle")
 }
 const listen = { port: 0, host: "127.0.0.1", backlog: 2048 } as const
-const ready = (server: Server) => console.log(`READY ${(server.address() as AddressInfo).port}`)
-const readyWhenRunning = (server: Server) =>
-  Layer.effectDiscard(Quit.phases.pipe(
-    Stream.filter((change) => change.phase === "running"),
-    Stream.take(1),
-    Stream.runDrain,
-    Effect.andThen(Effect.sync(() => ready(server))),
-    Effect.forkScoped
-  ))
 
 const variant = process.argv[2]
 switch (variant) {

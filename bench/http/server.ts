@@ -13,12 +13,12 @@
  * NodeRuntime.runMain costs as much per request as Main.runMain does).
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer, Stream } from "effect"
+import { Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
-import type { AddressInfo } from "node:net"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import * as Http from "../../src/Http.ts"
-import { Main, Quit } from "../../src/index.ts"
+import { Main } from "../../src/index.ts"
+import { ready, readyWhenRunning } from "../support/ready.ts"
 import { answerCpu } from "../support/child.ts"
 
 answerCpu()
@@ -29,16 +29,6 @@ const hello = (_req: IncomingMessage, res: ServerResponse) => {
 }
 const Routes = HttpRouter.add("GET", "/", HttpServerResponse.text("hello world"))
 const listen = { port: 0, host: "127.0.0.1", backlog: 1024 } as const
-
-const ready = (server: Server) => console.log(`READY ${(server.address() as AddressInfo).port}`)
-const readyWhenRunning = (server: Server) =>
-  Layer.effectDiscard(Quit.phases.pipe(
-    Stream.filter((change) => change.phase === "running"),
-    Stream.take(1),
-    Stream.runDrain,
-    Effect.andThen(Effect.sync(() => ready(server))),
-    Effect.forkScoped
-  ))
 
 const variant = process.argv[2]
 const server = createServer(variant === "node" || variant === "graceful-node" ? hello : undefined)
