@@ -81,6 +81,8 @@ export interface RunOptions extends Options.Input {
  * 4. A second signal logs what is still open and exits 128 + its number.
  * 5. An uncaught exception or unhandled rejection outside Effect is logged,
  *    fires the quit event so that everything drains, and makes the exit code 1.
+ *    A line that stdout or stderr cannot write (nobody reads the pipe: EPIPE)
+ *    is dropped, as Node's console drops it: it fails nothing.
  * 6. The shutdown report is written through the `Logger` (`LOG_FORMAT=json` for
  *    JSON lines) and the shutdown's spans go to the `Tracer`; the `telemetry`
  *    layers are released (their exporters flush, for at most 1 s); then the
@@ -207,6 +209,16 @@ const announceReady = (quit: QuitImpl): Effect.Effect<void> =>
     })
   )
 
+// Output nobody reads any more (its pipe closed: EPIPE) is no failure of the
+// program's: Node's console drops a line it cannot write, and so do we. Else
+// the stream's 'error' event for the next line is an uncaught exception —
+// which fires the quit event, and whose own log line is another one. Left in
+// place to the end: the report may be the line that fails.
+const ignore = () => {}
+const dropUnwritable = (stream: NodeJS.WriteStream) => {
+  if (!stream.listeners("error").includes(ignore)) stream.on("error", ignore)
+}
+
 /**
  * Installs the process listeners; returns the function that removes them.
  */
@@ -230,6 +242,8 @@ const install = (quit: QuitImpl, log: (effect: Effect.Effect<void>) => void): ()
   }
   const onException = onFailure("uncaught exception")
   const onRejection = onFailure("unhandled rejection")
+  dropUnwritable(process.stdout)
+  dropUnwritable(process.stderr)
   for (const signal of quit.options.signals) process.on(signal, onSignal)
   process.on("uncaughtException", onException)
   process.on("unhandledRejection", onRejection)

@@ -39,11 +39,37 @@ const waitForFile = (file: string, pattern: RegExp): Promise<void> =>
     found()
   })
 
+// The fixture's answer: the first message that is not Main's own 'ready'.
+const answerOf = (child: Child): Promise<unknown> =>
+  new Promise((resolve) => {
+    const onMessage = (message: unknown) => {
+      if (typeof message !== "object" || message === null) return
+      child.process.off("message", onMessage)
+      resolve(message)
+    }
+    child.process.on("message", onMessage)
+  })
+
 const reportLine = (output: string) => output.split("\n").find((line) => line.includes("shutdown report:")) ?? ""
 const row = (output: string, name: string) =>
   output.split("\n").find((line) => line.trimStart().startsWith(`${name} `)) ?? ""
 
 describe("Main.runMain with real signals", () => {
+  it("stdout closed by its reader (EPIPE): logging goes on without failing the program, and SIGTERM still exits 0", async () => {
+    const child = start(fixture("output.ts"), {}, { ipc: true })
+    children.push(child)
+    await child.waitFor(/READY/)
+    // Nobody reads the child's stdout any more: its next write fails with EPIPE.
+    child.process.stdout!.destroy()
+    const answer = answerOf(child)
+    child.send("log")
+    assert.deepStrictEqual(await answer, { fired: false }, "a line nobody reads fired the quit event")
+    child.signal("SIGTERM")
+    const { code } = await child.exited()
+    assert.strictEqual(code, 0, child.output())
+    assert.notInclude(child.output(), "uncaught exception")
+  })
+
   it("SIGTERM: the unit in flight finishes, resources close in order, exit 0 with the report", async () => {
     const child = run({ UNIT_MS: "400", CLOSE_MS: "50" })
     await child.waitFor(/READY/)
