@@ -98,6 +98,22 @@ describe("Main.runMain with real signals", () => {
     assert.match(row(output, "db"), /closer\s+done/, "the report's last row")
   })
 
+  it("a step of the system clock during the shutdown moves no deadline: the unit in flight finishes, exit 0", async () => {
+    // An hour ahead right after the quit event: every deadline read off the
+    // wall clock would have passed, and the unit been cut at once.
+    const child = start(service, { UNIT_MS: "1500", DRAIN_DELAY: "100ms" }, { execArgv: ["--import", fixture("clockStep.ts")] })
+    children.push(child)
+    await child.waitFor(/READY/)
+    child.signal("SIGTERM")
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.include(output, "CLOCK STEPPED")
+    assert.isBelow(output.indexOf("CLOCK STEPPED"), output.indexOf("unit done"), output)
+    assert.notInclude(output, "unit interrupted")
+    assert.match(row(output, "jobs"), /worker\s+done/)
+    assert.strictEqual(code, 0, output)
+  })
+
   it("SIGINT (Ctrl-C) is handled the same way: exit 0", async () => {
     const child = run()
     await child.waitFor(/READY/)

@@ -30,11 +30,14 @@ interface Registered {
 }
 
 const RELEASED: Reason = { _tag: "Released" }
+const NANOS_PER_MILLI = BigInt(1_000_000)
 
 /** @internal */
 export class QuitImpl implements Service {
   readonly options: Options
   readonly #clock: Clock.Clock
+  readonly #wallStart: number
+  readonly #monotonicStart: bigint
   readonly #runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
   readonly context: Context.Context<never>
   readonly #phases: PubSub.PubSub<PhaseChange>
@@ -72,6 +75,8 @@ export class QuitImpl implements Service {
   constructor(options: Options, clock: Clock.Clock, context: Context.Context<never>, phases: PubSub.PubSub<PhaseChange>, initial: Phase) {
     this.options = options
     this.#clock = clock
+    this.#wallStart = clock.currentTimeMillisUnsafe()
+    this.#monotonicStart = clock.monotonicTimeNanosUnsafe()
     this.context = context
     this.#runFork = Effect.runForkWith(context)
     this.readiness = new Readiness(this.#runFork)
@@ -80,8 +85,14 @@ export class QuitImpl implements Service {
     metrics.register(this, context)
   }
 
+  /**
+   * Epoch milliseconds: the wall clock's reading when the quit event was
+   * made, advanced by Effect's monotonic clock — as Go's `time.Now()` carries
+   * a monotonic reading, so that a step of the system clock (an NTP
+   * correction, a resumed VM) moves no deadline.
+   */
   now(): number {
-    return this.#clock.currentTimeMillisUnsafe()
+    return this.#wallStart + Number((this.#clock.monotonicTimeNanosUnsafe() - this.#monotonicStart) / NANOS_PER_MILLI)
   }
 
   // ---- phase ---------------------------------------------------------------

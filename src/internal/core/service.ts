@@ -14,7 +14,10 @@ export type Phase = "starting" | "running" | "draining" | "stopping" | "stopped"
 /** @internal */
 export interface PhaseChange {
   readonly phase: Phase
-  /** Epoch milliseconds, read from Effect's `Clock` (so `TestClock` in tests). */
+  /**
+   * Epoch milliseconds on Effect's `Clock` (so `TestClock` in tests): the wall
+   * clock when the quit event was made, advanced by the monotonic clock.
+   */
   readonly at: number
 }
 
