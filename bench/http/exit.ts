@@ -47,8 +47,8 @@ const toPerformance = (ns: bigint): number => performance.now() - Number(process
 
 const once = async (contender: Contender): Promise<Run> => {
   const server = await startServer(file, [contender], ["--import", clock])
-  const closed = onceEvent(server.child, "close")
-  const code = new Promise<number | null>((resolve) => server.child.once("exit", (c) => resolve(c)))
+  // 'close' comes after the child's output has all been read, with its exit code.
+  const closed = onceEvent(server.child, "close") as Promise<[number | null]>
   const idle = await openIdle(server.port, IDLE)
   const agent = new NodeHttp.Agent({ keepAlive: true })
   const slow = get(server.port, "/slow", agent)
@@ -59,10 +59,10 @@ const once = async (contender: Contender): Promise<Run> => {
   idle.destroy()
   agent.destroy()
   if (reply.status !== 200) throw new Error(`${contender}: the request in flight got ${reply.status ?? reply.error}`)
-  await closed
+  const [code] = await closed
   const exiting = /EXITING (\d+)/.exec(server.output())
   if (exiting === null) throw new Error(`${contender}: no EXITING line:\n${server.output()}`)
-  return { ms: exitedAt - reply.at, exitBeginsMs: toPerformance(BigInt(exiting[1]!)) - reply.at, code: await code }
+  return { ms: exitedAt - reply.at, exitBeginsMs: toPerformance(BigInt(exiting[1]!)) - reply.at, code }
 }
 
 const tenth = (ms: number) => Math.round(ms * 10) / 10
