@@ -262,6 +262,9 @@ const drainOnClose = (
       closeTimeout: options.closeTimeout,
       // Step 1 for keep-alive: responses say `Connection: close` from the quit event on.
       onFire: () => connections.endKeepAlive(),
+      // Step 1, in the turn the drain delay ends; the drain's own stop is for a
+      // scope that closes while the program runs on.
+      onStopping: () => connections.stop(),
       onStop: Effect.sync(() => connections.stop()),
       onCut: cut,
       // Step 5, once the drain is over.
@@ -286,7 +289,10 @@ const drainOnClose = (
 const GRACE_MILLIS = 1000
 const grace = (own: groups.Timeouts) => Math.min(GRACE_MILLIS, Duration.toMillis(own.closeTimeout))
 
-const clock = (quit: QuitImpl) => ({ now: () => quit.now(), schedule: (millis: number, f: () => void) => quit.schedule(millis, f) })
+const clock = (quit: QuitImpl) => ({ millis: () => quit.millis(), schedule: (millis: number, f: () => void) => quit.schedule(millis, f) })
+
+const connectionsOf = (quit: QuitImpl, server: NodeServer, controller: AbortController, own: groups.Timeouts) =>
+  new Connections(server, controller, clock(quit), grace(own), Duration.toMillis(quit.options.drainDelay))
 
 const intercept = (quit: QuitImpl, health: Options["health"]) =>
   health === undefined || health === false ? undefined : probes.makeHandler(quit, health === true ? {} : health)
@@ -305,10 +311,10 @@ const split = <O extends Options>(options: O) => {
  *
  * Requests are counted as they arrive and until their response closes;
  * upgraded connections (WebSockets) until their socket closes — also through
- * `upgrade` and `checkContinue` listeners the app adds after the layer is
- * built. (Add `request` listeners before: health probes are answered before
- * they reach them.) Every connection is tracked from TCP accept, so none —
- * not a TLS handshake that never finishes — can hold the shutdown.
+ * listeners the app adds after the layer is built; health probes are answered
+ * before any listener of the app's sees them, and the app's listeners stay
+ * its own. Every connection is tracked from TCP accept, so none — not a TLS
+ * handshake that never finishes — can hold the shutdown.
  *
  * @example
  * ```ts
@@ -330,10 +336,10 @@ export const layerNode = <S extends NodeServer>(
     const own = yield* groups.timeouts(quit, options.name ?? "http", options)
     const controller = new AbortController()
     const server = evaluate(setupFor(controller))
-    const connections = new Connections(server, controller, clock(quit), grace(own))
-    // The app's listeners are adopted before the server listens, so that no
-    // request reaches them unseen; the group is registered, and counting
-    // begins, once it listens, so that a bind error leaves no row in the report.
+    const connections = connectionsOf(quit, server, controller, own)
+    // Requests are seen from before the server listens, so that none reaches
+    // the app unseen; the group is registered, and counting begins, once it
+    // listens, so that a bind error leaves no row in the report.
     connections.adopt(intercept(quit, options.health))
     yield* listen(server, split(options))
     const group = yield* drainOnClose(quit, connections, options, Effect.sync(() => connections.cut()))
@@ -377,7 +383,7 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
     const own = yield* groups.timeouts(quit, options.name ?? "http", options)
     const controller = new AbortController()
     const server = evaluate(setupFor(controller))
-    const connections = new Connections(server, controller, clock(quit), grace(own))
+    const connections = connectionsOf(quit, server, controller, own)
     const nodeOptions = split(options)
     const inner = yield* NodeHttpServer.make(() => server, nodeOptions).pipe(
       Effect.mapError((error) => bindError(nodeOptions, error.cause))

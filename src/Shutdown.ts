@@ -155,7 +155,7 @@ const exitCode = (
 const stopAll = (quit: QuitImpl, program: Fiber.Fiber<unknown, unknown>): Effect.Effect<void> =>
   Effect.gen(function*() {
     yield* Effect.raceFirst(quit.awaitStopping, Fiber.await(program))
-    quit.setPhase("stopping")
+    quit.beginStopping()
     yield* Effect.all([quit.runStopFuncs, Fiber.interrupt(program)], { concurrency: "unbounded", discard: true })
     yield* finish(quit)
   })

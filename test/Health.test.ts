@@ -119,7 +119,10 @@ describe("Health on a port of its own", () => {
       yield* Effect.promise(() => started.promise)
       yield* fire
       // The app's listener has closed once its closing signal aborts.
-      yield* Effect.callback<void>((resume) => closing!.addEventListener("abort", () => resume(Effect.void), { once: true }))
+      yield* Effect.callback<void>((resume) => {
+        if (closing?.aborted === true) return resume(Effect.void)
+        closing?.addEventListener("abort", () => resume(Effect.void), { once: true })
+      })
       const appRefused = yield* Effect.promise(() => connect(appPort))
       const liveness = yield* probe(healthPort, "/livez")
       const readiness = yield* probe(healthPort, "/readyz")

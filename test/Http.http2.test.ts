@@ -157,13 +157,16 @@ describe("Http over TLS with allowHTTP1", () => {
         started.resolve()
         setTimeout(() => res.end("slow"), SLOW_MS)
       })
-      const run = yield* launch(Http.layerNode(() => server, listenOn))
+      // A connection keeps a grace for a next request after its response (at
+      // most the close timeout): the idle socket here is idle for longer.
+      const run = yield* launch(Http.layerNode(() => server, { ...listenOn, closeTimeout: "100 millis" }))
       yield* awaitPhase("running")
       const port = portOf(server)
       const agent = new NodeHttps.Agent({ keepAlive: true, rejectUnauthorized: false })
       const idleAgent = new NodeHttps.Agent({ keepAlive: true, rejectUnauthorized: false, maxSockets: 1 })
       const idleReply = yield* Effect.promise(() => httpsGet(port, "/idle", idleAgent))
       const idleSocketClosed = new Promise<number>((resolve) => idleReply.socket.once("close", () => resolve(performance.now())))
+      yield* Effect.sleep("200 millis")
       const slow = httpsGet(port, "/slow", agent)
       yield* Effect.promise(() => started.promise)
       const closed = closedAt(server)

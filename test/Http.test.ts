@@ -28,7 +28,12 @@ import {
 } from "./support/http.ts"
 
 const SLOW_MS = 300
-const listenOn = { port: 0, host: "127.0.0.1", backlog: 2048 } as const
+/**
+ * A connection keeps a grace for a next request after its response (at most
+ * the close timeout, 1 s otherwise): "idle" sockets here are idle for longer.
+ */
+const GRACE_MS = 100
+const listenOn = { port: 0, host: "127.0.0.1", backlog: 2048, closeTimeout: `${GRACE_MS} millis` } as const
 
 interface App {
   readonly layer: Layer.Layer<never, Http.BindError | Options.InvalidOption, Quit.Quit>
@@ -106,11 +111,15 @@ describe.each([
         yield* awaitPhase("running")
         const port = portOf(app.server)
         const idle = yield* Effect.promise(() => openIdle(port, 1000))
+        yield* Effect.sleep(2 * GRACE_MS)
         const agent = new NodeHttp.Agent({ keepAlive: true })
         const slow = get(port, "/slow", agent)
         yield* Effect.promise(() => app.started)
         const closed = closedAt(app.server)
+        let closes = 0
+        app.server.on("close", () => closes++)
         yield* fire
+        const listening = app.server.listening
         const idleClosedAt = yield* Effect.promise(() => idle.allClosed)
         const refused = yield* Effect.promise(() => connect(port))
         const refusedAt = performance.now()
@@ -119,6 +128,8 @@ describe.each([
         const report = yield* Fiber.join(run)
         agent.destroy()
 
+        assert.isFalse(listening, "the listener closed in the quit event's own turn (no drain delay)")
+        assert.strictEqual(closes, 1, "the server emits 'close' once")
         assert.isBelow(idleClosedAt, reply.at, "the idle sockets close at once, not when the request in flight ends")
         assert.strictEqual(refused, "ECONNREFUSED", "a new connection during the drain is refused, not accepted and reset")
         assert.isBelow(refusedAt, reply.at, "…while the request is still in flight")

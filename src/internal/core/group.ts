@@ -39,6 +39,11 @@ export interface MakeOptions extends GroupOptions {
   /** Called the moment the quit event fires (at once if it has), while the group is registered; synchronous. */
   readonly onFire?: (() => void) | undefined
   /**
+   * Called the moment the drain delay ends (at once if it has), while the
+   * group is registered; synchronous: a listener closes in that very turn.
+   */
+  readonly onStopping?: (() => void) | undefined
+  /**
    * The last step of the group's close, after its drain, with the units still
    * in flight then (stuck past the cut): what the units used (connections, a
    * source). Its own bound is its own business.
@@ -107,6 +112,7 @@ export const make = (
     const entry = quit.register(name, options.kind ?? "group", true, options.onCut)
     const inFlight = entry.inFlight!
     if (options.onFire !== undefined) quit.onFire(entry, options.onFire)
+    if (options.onStopping !== undefined) quit.onStopping(entry, options.onStopping)
     const { afterDrain } = options
     // One finalizer, its steps in order: the drain, then what it leaves.
     yield* Effect.addFinalizer(() => {

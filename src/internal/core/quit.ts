@@ -95,6 +95,11 @@ export class QuitImpl implements Service {
     return this.#wallStart + Number((this.#clock.monotonicTimeNanosUnsafe() - this.#monotonicStart) / NANOS_PER_MILLI)
   }
 
+  /** Milliseconds on Effect's `Clock`, cheaply: for spans measured on the spot, not for deadlines. */
+  millis(): number {
+    return this.#clock.currentTimeMillisUnsafe()
+  }
+
   // ---- phase ---------------------------------------------------------------
 
   get phase(): PhaseChange {
@@ -194,6 +199,9 @@ export class QuitImpl implements Service {
     this.setPhase("draining")
     Deferred.doneUnsafe(this.#fired, Exit.succeed(reason))
     for (const entry of this.entries) this.#callOnFire(entry)
+    // No drain delay: the listeners close in this very call, before the event
+    // loop polls for connections again.
+    if (this.deadlines.stopping <= fired) this.beginStopping()
     this.#keeper = this.#runFork(
       Effect.all([this.#keep(this.deadlines), this.#logProgress()], { concurrency: "unbounded", discard: true })
     )
@@ -219,10 +227,7 @@ export class QuitImpl implements Service {
   // deadline — for every group, wherever it sits in the layer graph.
   #keep(deadlines: Deadlines): Effect.Effect<void> {
     return this.sleepUntil(deadlines.stopping).pipe(
-      Effect.andThen(Effect.sync(() => {
-        this.setPhase("stopping")
-        this.#startStopFuncs()
-      })),
+      Effect.andThen(Effect.sync(() => this.beginStopping())),
       Effect.andThen(this.sleepUntil(deadlines.drain)),
       Effect.andThen(Effect.suspend(() =>
         // Whatever is in flight, also in a group already abandoned at a close
@@ -234,6 +239,14 @@ export class QuitImpl implements Service {
         )
       ))
     )
+  }
+
+  // The end of the drain delay, once: phase `stopping`, then each entry's
+  // `onStopping` (a listener closes) in this same turn, then the stop functions.
+  beginStopping(): void {
+    if (!this.setPhase("stopping")) return
+    for (const entry of this.entries) this.#callOnStopping(entry)
+    this.#startStopFuncs()
   }
 
   /** Stops what the quit event started, once everything is closed. */
@@ -296,6 +309,24 @@ export class QuitImpl implements Service {
   onFire(entry: Entry, f: () => void): void {
     entry.onFire = f
     if (this.reason !== undefined) this.#callOnFire(entry)
+  }
+
+  /** Calls `f` the moment the drain delay ends — at once if it has — for as long as `entry` is registered. */
+  onStopping(entry: Entry, f: () => void): void {
+    entry.onStopping = f
+    const current = this.#history[this.#history.length - 1]
+    if (current !== undefined && ORDER[current.phase] >= ORDER.stopping) this.#callOnStopping(entry)
+  }
+
+  #callOnStopping(entry: Entry): void {
+    const f = entry.onStopping
+    if (f === undefined) return
+    entry.onStopping = undefined
+    try {
+      f()
+    } catch (error) {
+      this.#runFork(Effect.logError(`${entry.label}: stopping failed`, Cause.die(error)))
+    }
   }
 
   #callOnFire(entry: Entry): void {

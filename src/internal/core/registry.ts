@@ -35,6 +35,8 @@ export class Entry {
   cutting: Effect.Effect<void> | undefined
   /** Called the moment the quit event fires, while it is registered (see `QuitImpl.onFire`). */
   onFire: (() => void) | undefined
+  /** Called the moment the drain delay ends (phase `stopping`), while it is registered (see `QuitImpl.onStopping`). */
+  onStopping: (() => void) | undefined
   outcome: Outcome | undefined
   detail: string | undefined
 

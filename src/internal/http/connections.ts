@@ -19,7 +19,9 @@ import type * as Https from "node:https"
 import * as Net from "node:net"
 import type { Duplex } from "node:stream"
 import type { InFlight } from "../core/inFlight.ts"
-import { Connection } from "./connection.ts"
+import { Connection, type Schedule, type Shared } from "./connection.ts"
+
+export type { Schedule } from "./connection.ts"
 
 /** The servers we can drain: node:http, node:https, node:http2 (h2c and TLS). */
 export type NodeServer = Http.Server | Https.Server | Http2.Http2Server | Http2.Http2SecureServer
@@ -32,12 +34,10 @@ export type Response = Http.ServerResponse | Http2.Http2ServerResponse
 /** Answers a request itself (readiness, liveness) and returns `true`, or lets it through. */
 export type Intercept = (request: Request, response: Response) => boolean
 
-/** Runs `f` after `millis` on the quit event's clock; the returned function cancels it. */
-export type Schedule = (millis: number, f: () => void) => () => void
-
 /** The quit event's clock, as the connections use it. */
 export interface Clock {
-  readonly now: () => number
+  /** Milliseconds; only differences are read. */
+  readonly millis: () => number
   readonly schedule: Schedule
 }
 
@@ -46,6 +46,23 @@ export interface Clock {
 const isUnfinished = (response: Http.ServerResponse): boolean => !response.writableFinished && !response.destroyed
 
 const stopListening: (this: Net.Server, callback: () => void) => void = Net.Server.prototype.close
+const noop = () => {}
+
+/**
+ * Closes the listener and nothing else; `callback` runs once every connection
+ * is gone. For an HTTP server that is Node's own `close` (which also ends its
+ * timeout checks of requests and headers), but for its `closeIdleConnections`:
+ * which connections are idle, and which keep a grace, is ours to say.
+ */
+const closeListener = (server: NodeServer, close: (callback: () => void) => void, callback: () => void): void => {
+  if (!("closeIdleConnections" in server)) return stopListening.call(server, callback)
+  Object.defineProperty(server, "closeIdleConnections", { value: noop, configurable: true, writable: true })
+  try {
+    close.call(server, callback)
+  } finally {
+    delete (server as { closeIdleConnections?: unknown }).closeIdleConnections
+  }
+}
 
 // A TLS socket's `_parent` is the socket TCP accepted, which it wraps.
 const connectionOf = (tls: Net.Socket): Connection | undefined =>
@@ -54,11 +71,14 @@ const connectionOf = (tls: Net.Socket): Connection | undefined =>
 /** The connections of one server, from its creation to its close. */
 export class Connections {
   readonly #server: NodeServer
+  // The server's own `close`, taken before anyone (a framework) puts another in its place.
+  readonly #close: (callback: () => void) => void
   readonly #controller: AbortController
-  readonly #schedule: Schedule
-  readonly #now: () => number
-  readonly #grace: number
+  readonly #shared: Shared
   readonly #all = new Set<Connection>()
+  // Whether each HTTP/1 response's end is noted before the quit event too:
+  // when the listener may close less than the grace after it.
+  readonly #stampAlways: boolean
   readonly #closed = Deferred.makeUnsafe<void>()
   #inFlight: InFlight | undefined
   // HTTP/1 requests are counted from their connections (a response not yet
@@ -77,30 +97,34 @@ export class Connections {
    * `grace` is how long a connection with no request in progress may still
    * send one once the listener has closed: a request already on the wire (a
    * proxy's, a keep-alive client's queued one) is served, not reset.
+   * `drainDelay`: how long after the quit event the listener closes.
    */
-  constructor(server: NodeServer, controller: AbortController, clock: Clock, grace: number) {
+  constructor(server: NodeServer, controller: AbortController, clock: Clock, grace: number, drainDelay: number) {
     this.#server = server
+    this.#close = server.close
     this.#controller = controller
-    this.#schedule = clock.schedule
-    this.#now = clock.now
-    this.#grace = grace
-    const all = this.#all
+    const shared: Shared = { all: this.#all, schedule: clock.schedule, millis: clock.millis, grace }
+    this.#shared = shared
+    this.#stampAlways = drainDelay < grace
     // Listened to before the server listens, so that no connection escapes
     // us, and before the server's own listener: an HTTP/2 server starts its
     // session (and emits `session`) in there.
     server.prependListener("connection", (raw: Net.Socket) => {
-      const connection = new Connection(raw, all)
-      if (this.#closing) connection.awaitRequest(this.#schedule, this.#grace)
+      const connection = new Connection(raw, shared)
+      if (this.#closing) connection.stop()
     })
     // The same for TLS: a secure HTTP/2 server starts its session on `secureConnection`.
     server.prependListener("secureConnection", (tls: Net.Socket) => connectionOf(tls)?.secured(tls))
-    server.on("stream", (stream: Http2.ServerHttp2Stream) => Connection.of(stream.session!.socket)?.opened(stream))
+    server.on("stream", (stream: Http2.ServerHttp2Stream) => {
+      const socket = stream.session?.socket
+      if (socket !== undefined) Connection.of(socket)?.opened(stream)
+    })
     server.on("session", (session: Http2.ServerHttp2Session) => {
       const connection = Connection.of(session.socket)
       if (connection === undefined) return
       connection.started(session)
-      if (this.#ending) connection.notice(this.#now())
-      if (this.#closing) connection.goaway(this.#schedule, this.#grace, this.#now())
+      if (this.#ending) connection.notice()
+      if (this.#closing) connection.stop()
     })
   }
 
@@ -162,55 +186,50 @@ export class Connections {
   }
 
   /**
-   * Becomes the one listener of `request` and forwards to the app's listeners,
-   * so that every request is counted before the app sees it and health probes
-   * are answered without reaching the app. `checkContinue` and `upgrade` are
-   * counted by a listener of ours beside the app's, also when the app adds
-   * its own after this (a WebSocket library in a layer on top). Call it once
-   * the app's request listeners are on.
+   * Sees every `request`, `checkContinue` and `upgrade` the server emits before
+   * its listeners do, through the server's own `emit`: each request is counted
+   * before the app sees it, and health probes are answered without reaching the
+   * app. The app's listeners stay where they are — added before or after this,
+   * counted by `listenerCount` as the app left them (`NodeHttpServer` answers
+   * 503 itself while it counts no listener of its own) — as OpenTelemetry's
+   * HTTP instrumentation does.
    */
   adopt(intercept: Intercept | undefined): void {
-    const server = this.#server
-    const listeners = server.listeners("request")
-    // Called once per request: no closure, no rest arguments, no `once`
-    // wrapper, no map; a field read where a type test would do.
-    const onRequest = (request: Request, response: Response) => {
-      // HTTP/1 (also through an HTTP/2 server with `allowHTTP1`): the response
-      // is a `ServerResponse` on a socket of its own.
-      const http1 = request.httpVersionMajor === 1
-      if (http1 && !this.#admit(request.socket, response as Http.ServerResponse)) return
-      // Probes are answered here, and are no work of the app's: not counted.
-      if (intercept !== undefined && intercept(request, response)) return
-      if (http1 && !this.#eachCounted) this.#startedUncounted++
-      else this.#countOne(response)
-      for (const listener of listeners) listener.call(server, request, response)
+    const emitter: EventEmitter = this.#server
+    const emit = emitter.emit
+    // Called for every event of the server: one comparison for the others.
+    // `arguments` forwards them as they came, with no array made.
+    const self = this
+    emitter.emit = function(this: EventEmitter, event: string | symbol, first?: unknown, second?: unknown): boolean {
+      if (event === "request") {
+        if (!self.#request(first as Request, second as Response, intercept)) return true
+      } else if (event === "checkContinue") self.#continue(first as Request, second as Response)
+      else if (event === "upgrade") self.#upgraded(second as Duplex)
+      return Reflect.apply(emit, this, arguments) as boolean
     }
-    server.removeAllListeners("request")
-    server.on("request", onRequest)
-    // The app answers these itself; a request that must not run (see
-    // `Connection.admits`) cannot be held back here, so it is counted as any.
-    const onContinue = (request: Request, response: Response) => {
-      const http1 = request.httpVersionMajor === 1
-      if (http1) this.#admit(request.socket, response as Http.ServerResponse)
-      if (http1 && !this.#eachCounted) this.#startedUncounted++
-      else this.#countOne(response)
-    }
-    const onUpgrade = (_request: Request, socket: Duplex) => this.#upgraded(socket)
-    // Node emits `checkContinue` and `upgrade` only while somebody listens:
-    // ours comes with the app's first one, not before.
-    const emitter: EventEmitter = server
-    const beside = (event: string, listener: (request: Request, second: Response & Duplex) => void) => {
-      let installed = false
-      const install = () => {
-        if (installed) return
-        installed = true
-        emitter.prependListener(event, listener)
-      }
-      if (emitter.listenerCount(event) > 0) install()
-      emitter.on("newListener", (added: string | symbol) => added === event && install())
-    }
-    beside("checkContinue", onContinue)
-    beside("upgrade", onUpgrade)
+  }
+
+  // Called once per request: no closure, no allocation; a field read where a
+  // type test would do. False when the request must not reach the app.
+  #request(request: Request, response: Response, intercept: Intercept | undefined): boolean {
+    // HTTP/1 (also through an HTTP/2 server with `allowHTTP1`): the response
+    // is a `ServerResponse` on a socket of its own.
+    const http1 = request.httpVersionMajor === 1
+    if (http1 && !this.#admit(request.socket, response as Http.ServerResponse)) return false
+    // Probes are answered here, and are no work of the app's: not counted.
+    if (intercept !== undefined && intercept(request, response)) return false
+    if (http1 && !this.#eachCounted) this.#startedUncounted++
+    else this.#countOne(response)
+    return true
+  }
+
+  // The app answers these itself; a request that must not run (see
+  // `Connection.admits`) cannot be held back here, so it is counted as any.
+  #continue(request: Request, response: Response): void {
+    const http1 = request.httpVersionMajor === 1
+    if (http1) this.#admit(request.socket, response as Http.ServerResponse)
+    if (http1 && !this.#eachCounted) this.#startedUncounted++
+    else this.#countOne(response)
   }
 
   /** Records one HTTP/1 request on its connection; false when it must not run (see `Connection.admits`). */
@@ -218,8 +237,8 @@ export class Connections {
     const connection = Connection.of(socket)
     if (connection === undefined) return true
     if (this.#ending && !connection.admits(response)) return false
-    connection.serve(response, this.#ending)
-    if (this.#ending) connection.endAfter(response, this.#closing ? this.#schedule : undefined, this.#grace)
+    connection.serve(response, this.#stampAlways || this.#ending, this.#ending)
+    if (this.#ending) connection.endAfter(response, this.#closing)
     return true
   }
 
@@ -227,7 +246,7 @@ export class Connections {
     const connection = Connection.of(socket as Net.Socket)
     const inFlight = this.#inFlight
     inFlight?.add()
-    if (connection !== undefined) connection.upgraded = true
+    connection?.upgraded()
     socket.once("close", () => inFlight?.done())
   }
 
@@ -245,8 +264,11 @@ export class Connections {
     this.#ending = true
     for (const connection of this.#all) {
       const response = connection.current
-      if (response !== undefined && !response.headersSent) connection.endAfter(response, undefined, 0)
-      connection.notice(this.#now())
+      if (response !== undefined) {
+        if (!this.#stampAlways) connection.watch(response)
+        if (!response.headersSent) connection.endAfter(response, false)
+      }
+      connection.notice()
     }
   }
 
@@ -264,9 +286,8 @@ export class Connections {
     this.endKeepAlive()
     this.#closing = true
     this.#countEach()
-    stopListening.call(this.#server, () => Deferred.doneUnsafe(this.#closed, Exit.void))
-    const now = this.#now()
-    for (const connection of this.#all) connection.stop(this.#schedule, this.#grace, now)
+    closeListener(this.#server, this.#close, () => Deferred.doneUnsafe(this.#closed, Exit.void))
+    for (const connection of this.#all) connection.stop()
     this.#controller.abort()
   }
 
@@ -287,8 +308,5 @@ export class Connections {
    */
   destroyRest(force: boolean): void {
     for (const connection of [...this.#all]) connection.destroyIfIdle(force, Http2Constants.NGHTTP2_CANCEL)
-    // Node's own end of an HTTP server (its connection checks), now that
-    // nothing is left to close; the listener is already closed.
-    if (this.#all.size === 0 && "closeIdleConnections" in this.#server) this.#server.close(() => {})
   }
 }
