@@ -404,7 +404,15 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
           yield* (middleware === undefined ? inner.serve(app) : inner.serve(app, middleware)).pipe(
             Effect.provideContext(Context.make(Scope.Scope, serving))
           )
-          yield* drainOnClose(quit, connections, options, Scope.close(serving, Exit.void)).pipe(Effect.orDie)
+          // The cut: handlers still running are interrupted (a 503 where no
+          // headers went out, a WebSocket's 1001), their last writes get a turn
+          // of the event loop, then what is still in flight is destroyed as
+          // `layerNode`'s cut does: a response no client reads, a silent peer.
+          const cut = Scope.close(serving, Exit.void).pipe(
+            Effect.andThen(Effect.callback<void>((resume) => void setImmediate(() => resume(Effect.void)))),
+            Effect.andThen(Effect.sync(() => connections.cut()))
+          )
+          yield* drainOnClose(quit, connections, options, cut).pipe(Effect.orDie)
           connections.adopt(intercept(quit, options.health))
         })
     })

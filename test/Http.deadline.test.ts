@@ -8,6 +8,7 @@ import { Duration, Effect, Fiber, Layer, Stream } from "effect"
 import { HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { TestClock } from "effect/testing"
 import * as NodeHttp from "node:http"
+import * as NodeHttp2 from "node:http2"
 import * as Net from "node:net"
 import * as Http from "../src/Http.ts"
 import { awaitPhase, drainDuring, fire, get, launch, metric, portOf, row, signal, withQuit } from "./support/http.ts"
@@ -295,4 +296,69 @@ describe("Http.endOnClose", () => {
       )
       assert.deepStrictEqual(collected, [1, 2])
     }))
+})
+
+describe("Http.layer: the cut destroys what is still in flight, as Http.layerNode's does", () => {
+  it.live("an HTTP/2 response whose handler has returned, to a client whose flow-control window is 0: its session is cut at the drain timeout", () =>
+    withQuit(Effect.gen(function*() {
+      const server = NodeHttp2.createServer()
+      const layer = HttpRouter.serve(
+        HttpRouter.add("GET", "/big", Effect.succeed(HttpServerResponse.text("x".repeat(200_000)))),
+        { disableLogger: true, disableListenLog: true }
+      ).pipe(Layer.provide(Http.layer(() => server, { ...listenOn, drainTimeout: "300 millis", closeTimeout: "4 seconds" })))
+      const run = yield* launch(layer)
+      yield* awaitPhase("running")
+      const session = NodeHttp2.connect(`http://127.0.0.1:${portOf(server)}`, { settings: { initialWindowSize: 0 } })
+      session.on("error", () => {})
+      const stream = session.request({ ":path": "/big" })
+      stream.on("error", () => {})
+      yield* Effect.promise(() => new Promise<void>((resolve) => stream.once("response", () => resolve())))
+      const closed = new Promise<number>((resolve) => stream.once("close", () => resolve(stream.rstCode ?? 0)))
+      yield* fire
+      const report = yield* Fiber.join(run)
+      const rstCode = yield* Effect.promise(() => closed)
+      session.destroy()
+      assert.strictEqual(rstCode, NodeHttp2.constants.NGHTTP2_CANCEL, "cut, not completed")
+      assert.deepInclude(row(report, "http"), { outcome: "cut", detail: "1 cut at the drain timeout", inFlightAtEnd: 0 })
+      assert.strictEqual(report.exitCode, 0)
+    })))
+
+  it.live("a WebSocket peer gone silent (it never answers the close frame): its socket is destroyed at the drain timeout", () =>
+    withQuit(Effect.gen(function*() {
+      const { layer, server } = effectServer(HttpRouter.add(
+        "GET",
+        "/ws",
+        Effect.gen(function*() {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const socket = yield* request.upgrade
+          yield* socket.reader
+          yield* (yield* socket.writer).write("hello")
+          return yield* Effect.never
+        })
+      ))
+      const run = yield* launch(layer)
+      yield* awaitPhase("running")
+      // A peer that completes the handshake, then reads but never writes again.
+      const peer = Net.connect(portOf(server), "127.0.0.1")
+      peer.on("error", () => {})
+      let received = ""
+      const upgraded = new Promise<void>((resolve) =>
+        peer.on("data", (chunk: Buffer) => {
+          received += chunk.toString("latin1")
+          if (received.includes("hello")) resolve()
+        })
+      )
+      const ended = new Promise<void>((resolve) => peer.once("close", () => resolve()))
+      peer.write(
+        "GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+      )
+      yield* Effect.promise(() => upgraded)
+      yield* fire
+      const report = yield* Fiber.join(run)
+      yield* Effect.promise(() => ended)
+      assert.match(received, /^HTTP\/1\.1 101/)
+      assert.deepInclude(row(report, "http"), { outcome: "cut", inFlightAtEnd: 0 })
+      assert.strictEqual(report.exitCode, 0)
+    })))
 })
