@@ -28,16 +28,15 @@ import type { Etag, HttpPlatform } from "effect/http"
 import { HttpServer } from "effect/http"
 import type * as Net from "node:net"
 import * as Tls from "node:tls"
-import * as Health from "./Health.ts"
-import * as probes from "./internal/http/probes.ts"
 import { read } from "./internal/core/configError.ts"
-import { first } from "./internal/core/first.ts"
 import * as groups from "./internal/core/group.ts"
 import type { InvalidOption } from "./internal/core/options.ts"
-import { current, type QuitImpl } from "./internal/core/quit.ts"
-import { Connections, type NodeServer } from "./internal/http/connections.ts"
-import { type BindError, bindError, describeAddress, listen } from "./internal/http/listen.ts"
-import type { DurationInput } from "./Options.ts"
+import { current } from "./internal/core/quit.ts"
+import type { Connections, NodeServer } from "./internal/http/connections.ts"
+import * as fastify from "./internal/http/fastify.ts"
+import type { ReadyError } from "./internal/http/fastify.ts"
+import { type BindError, bindError } from "./internal/http/listen.ts"
+import * as serve from "./internal/http/serve.ts"
 import type * as Quit from "./Quit.ts"
 
 export {
@@ -52,20 +51,21 @@ export {
 } from "./internal/http/listen.ts"
 
 /**
- * How a server drains, shared by both layers.
+ * How a server drains, shared by every layer:
+ *
+ * - `name`: its name in the report, logs and metrics (default `http`);
+ * - `drainTimeout`: a drain timeout of its own, shorter than the shared one,
+ *   never longer;
+ * - `closeTimeout`: bounds cutting and the final close, after the cut;
+ *   shorter than the shared close timeout, never longer (the grace for a
+ *   request on the wire is at most this);
+ * - `health`: answer readiness and liveness on this server (`true`: `/readyz`
+ *   and `/livez`) — until its listener closes: point a liveness probe at
+ *   `Health.layer`'s port instead, which stays open until the exit.
  *
  * @since 0.1.0
  */
-export interface Options {
-  /** Its name in the report, logs and metrics. Default `http`. */
-  readonly name?: string | undefined
-  /** A drain timeout of its own: shorter than the shared one, never longer. */
-  readonly drainTimeout?: DurationInput | undefined
-  /** Bounds cutting and the final close, after the cut: shorter than the shared close timeout, never longer. */
-  readonly closeTimeout?: DurationInput | undefined
-  /** Answer readiness and liveness on this server (`true`: `/readyz` and `/livez`). */
-  readonly health?: boolean | Health.ProbeOptions | undefined
-}
+export type Options = serve.Options
 
 /**
  * Options of {@link layerNode}: drain options and where to listen. For 1,000s
@@ -92,9 +92,7 @@ export interface EffectOptions
  *
  * @since 0.1.0
  */
-export interface WebSocketServer {
-  readonly clients: Iterable<{ close(code?: number, reason?: string): void }>
-}
+export type WebSocketServer = serve.WebSocketServer
 
 /**
  * What the server's factory receives:
@@ -109,10 +107,7 @@ export interface WebSocketServer {
  *
  * @since 0.1.0
  */
-export interface Setup {
-  readonly closing: AbortSignal
-  readonly webSockets: <W extends WebSocketServer>(server: W) => W
-}
+export type Setup = serve.Setup
 
 /**
  * Makes the server, given its {@link Setup}:
@@ -132,17 +127,6 @@ export interface Setup {
  * @since 0.1.0
  */
 export type Evaluate<S extends NodeServer> = (setup: Setup) => S
-
-/** The setup for `evaluate`: the closing signal, and the WebSocket servers to say "going away" to. */
-const setupFor = (controller: AbortController): Setup => ({
-  closing: controller.signal,
-  webSockets: (wss) => {
-    controller.signal.addEventListener("abort", () => {
-      for (const client of wss.clients) client.close(1001, "going away")
-    }, { once: true })
-    return wss
-  }
-})
 
 /**
  * The closing of the server that serves the current Effect app: long-lived
@@ -220,89 +204,6 @@ export const endOnClose = <A, E, R>(stream: Stream.Stream<A, E, R>, last?: A): E
   )
 
 /**
- * Registers the server with the quit event for the lifetime of the current
- * scope and returns its group. From the quit event on, HTTP/1 responses carry
- * `Connection: close` and HTTP/2 sessions get the shutdown notice (clients
- * move to new connections while the listener still takes them). When the
- * scope closes — after the drain delay — in this order:
- *
- * 1. the listener closes: new connections are refused; idle keep-alive
- *    connections are closed; responses whose headers are unsent will carry
- *    `Connection: close`; a connection with no request yet (a TLS handshake,
- *    a request still on the wire) has the grace to send one; HTTP/2 sessions
- *    get the final GOAWAY one round trip after the notice; registered
- *    WebSocket servers say 1001 "going away"; the closing signal aborts;
- * 2. each response that ends closes its connection (no keep-alive linger); one
- *    whose headers said keep-alive waits the grace for a request already sent;
- * 3. the moment the last request in flight ends, the drain is done;
- * 4. at the drain deadline, what is still in flight is cut: `cut` interrupts
- *    Effect handlers (a 503 if no headers were sent) or destroys the sockets of
- *    plain handlers;
- * 5. the connections left (none in flight) are destroyed once their grace is
- *    over, sessions close after their last frames, and the server's `close`
- *    ends it — all by the close deadline.
- */
-const drainOnClose = (
-  quit: QuitImpl,
-  connections: Connections,
-  options: Options,
-  cut: Effect.Effect<void>
-): Effect.Effect<Quit.Group, InvalidOption, Scope.Scope> =>
-  Effect.gen(function*() {
-    const name = options.name ?? "http"
-    const { closeTimeout } = yield* groups.timeouts(quit, name, options)
-    const closedBy = (deadline: "close" | "shutdown") =>
-      first(
-        Effect.as(connections.awaitClosed, true),
-        Effect.as(quit.until(quit.now() + Duration.toMillis(closeTimeout), deadline), false)
-      )
-    const group = yield* groups.make(quit, name, {
-      kind: "http",
-      drainTimeout: options.drainTimeout,
-      closeTimeout: options.closeTimeout,
-      // Step 1 for keep-alive: responses say `Connection: close` from the quit event on.
-      onFire: () => connections.endKeepAlive(),
-      // Step 1, in the turn the drain delay ends; the drain's own stop is for a
-      // scope that closes while the program runs on.
-      onStopping: () => connections.stop(),
-      onStop: Effect.sync(() => connections.stop()),
-      onCut: cut,
-      // Step 5, once the drain is over.
-      afterDrain: (stuck) =>
-        Effect.gen(function*() {
-          connections.destroyRest(stuck > 0)
-          if (yield* closedBy("close")) return
-          connections.destroyRest(true)
-          // Destroyed sockets close at once; the wait is bounded all the same.
-          if (!(yield* closedBy("shutdown"))) yield* Effect.logWarning(`${name}: connections still open after they were destroyed`)
-        })
-    })
-    connections.count(quit.find(group.name)!.inFlight!)
-    return group
-  })
-
-/**
- * How long a connection with no request in progress may still send one once
- * the listener has closed: long enough for a request already on the wire, far
- * shorter than any timeout; never longer than the close timeout.
- */
-const GRACE_MILLIS = 1000
-const grace = (own: groups.Timeouts) => Math.min(GRACE_MILLIS, Duration.toMillis(own.closeTimeout))
-
-const clock = (quit: QuitImpl) => ({ millis: () => quit.millis(), schedule: (millis: number, f: () => void) => quit.schedule(millis, f) })
-
-const connectionsOf = (quit: QuitImpl, server: NodeServer, controller: AbortController, own: groups.Timeouts) =>
-  new Connections(server, controller, clock(quit), grace(own), Duration.toMillis(quit.options.drainDelay))
-
-const intercept = (quit: QuitImpl, health: Options["health"]) =>
-  health === undefined || health === false ? undefined : probes.makeHandler(quit, health === true ? {} : health)
-
-const split = <O extends Options>(options: O) => {
-  const { closeTimeout: _c, drainTimeout: _d, health: _h, name: _n, ...rest } = options
-  return rest
-}
-
-/**
  * Serves a plain Node server gracefully: the server your framework made, with
  * its request listeners on (Express, Koa: `createServer(app)`; Fastify:
  * `fastify.server` after `ready()`; `node:http2` with a compatibility handler).
@@ -335,15 +236,68 @@ export const layerNode = <S extends NodeServer>(
     // Checked before anything is acquired.
     const own = yield* groups.timeouts(quit, options.name ?? "http", options)
     const controller = new AbortController()
-    const server = evaluate(setupFor(controller))
-    const connections = connectionsOf(quit, server, controller, own)
-    // Requests are seen from before the server listens, so that none reaches
-    // the app unseen; the group is registered, and counting begins, once it
-    // listens, so that a bind error leaves no row in the report.
-    connections.adopt(intercept(quit, options.health))
-    yield* listen(server, split(options))
-    const group = yield* drainOnClose(quit, connections, options, Effect.sync(() => connections.cut()))
-    yield* Effect.logInfo(`${group.name} listening on ${describeAddress(server, server instanceof Tls.Server ? "https" : "http")}`)
+    yield* serve.serveNode(quit, evaluate(serve.setupFor(controller)), controller, own, options)
+  }))
+
+/**
+ * What {@link layerFastify} needs of a Fastify instance (it does not import
+ * Fastify): its `server`, `ready()` and `close()`.
+ *
+ * @since 0.1.0
+ */
+export type FastifyApp = fastify.FastifyApp
+
+export {
+  /**
+   * The app's `ready()` failed (a plugin threw while loading); nothing was
+   * listening yet.
+   *
+   * @since 0.1.0
+   */
+  ReadyError
+} from "./internal/http/fastify.ts"
+
+/**
+ * Serves a Fastify app, in one step: do not call `listen()` or `ready()`,
+ * and register no closer for it.
+ *
+ * - Its `ready()` is awaited before the server listens (its routes and hooks
+ *   are registered then); a failure is a {@link ReadyError}.
+ * - At the end of the drain delay its `close()` begins: Fastify marks itself
+ *   closing and runs its `preClose` hooks, then the listener closes — a
+ *   `preClose` hook keeps it open, until the drain deadline at most.
+ * - The drain is `layerNode`'s; requests that arrive on a connection after
+ *   Fastify began closing get its 503 unless the app was made with
+ *   `return503OnClosing: false`.
+ * - Its `onClose` hooks (where plugins close their databases) run once the
+ *   drain is over and every connection is gone, within the close deadline.
+ * - One row in the report, `name` (default `http`): its time includes the
+ *   `onClose` hooks, and a hook that fails makes it `failed`.
+ *
+ * @example
+ * ```ts
+ * import Fastify from "fastify"
+ * import { Http, Main } from "effect-graceful"
+ * const app = Fastify()
+ * app.get("/", async () => "hello")
+ * app.addHook("onClose", async () => console.log("the database closes here"))
+ * Main.runMain(Http.layerFastify(() => app, { port: 8080 }))
+ * ```
+ * @since 0.1.0
+ */
+export const layerFastify = (
+  evaluate: (setup: Setup) => FastifyApp,
+  options: NodeOptions = {}
+): Layer.Layer<never, BindError | InvalidOption | ReadyError, Quit.Quit> =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const quit = yield* current
+    const name = options.name ?? "http"
+    // Checked before anything is acquired.
+    const own = yield* groups.timeouts(quit, name, options)
+    const controller = new AbortController()
+    const app = evaluate(serve.setupFor(controller))
+    yield* fastify.ready(app, name)
+    yield* serve.serveNode(quit, app.server, controller, own, options, fastify.steps(app))
   }))
 
 /**
@@ -382,9 +336,9 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
     // Checked before anything is acquired.
     const own = yield* groups.timeouts(quit, options.name ?? "http", options)
     const controller = new AbortController()
-    const server = evaluate(setupFor(controller))
-    const connections = connectionsOf(quit, server, controller, own)
-    const nodeOptions = split(options)
+    const server = evaluate(serve.setupFor(controller))
+    const connections = serve.connectionsOf(quit, server, controller, own)
+    const nodeOptions = serve.listenOptions(options)
     const inner = yield* NodeHttpServer.make(() => server, nodeOptions).pipe(
       Effect.mapError((error) => bindError(nodeOptions, error.cause))
     )
@@ -412,8 +366,8 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
             Effect.andThen(Effect.callback<void>((resume) => void setImmediate(() => resume(Effect.void)))),
             Effect.andThen(Effect.sync(() => connections.cut()))
           )
-          yield* drainOnClose(quit, connections, options, cut).pipe(Effect.orDie)
-          connections.adopt(intercept(quit, options.health))
+          yield* serve.drainOnClose(quit, connections, options, { cut }).pipe(Effect.orDie)
+          connections.adopt(serve.intercept(quit, options.health))
         })
     })
     return Context.make(HttpServer.HttpServer, served).pipe(Context.add(Closing, makeClosing(connections)))

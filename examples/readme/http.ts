@@ -16,7 +16,7 @@ const Routes = Layer.mergeAll(
 )
 const Api = HttpRouter.serve(Routes).pipe(Layer.provide(Http.layer(() => createServer(), { port: 8080, name: "api" })))
 
-// Any framework's Node server: Express, Koa, Fastify (`fastify.server`), node:http, node:http2.
+// Any framework's Node server: Express, Koa, node:http, node:http2 (Fastify: Http.layerFastify).
 const app = express().get("/", (_request, response) => response.send("hello from express"))
 const Web = Http.layerNode(() => createServer(app), { port: 8081, name: "web" })
 

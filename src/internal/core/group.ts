@@ -49,6 +49,12 @@ export interface MakeOptions extends GroupOptions {
    * source). Its own bound is its own business.
    */
   readonly afterDrain?: ((stuck: number) => Effect.Effect<void>) | undefined
+  /**
+   * The group's own close, after its drain (given the units still in flight
+   * then), in its row: its time is the row's, a failure makes the row
+   * `failed`, and the close deadline abandons it (an app's `onClose` hooks).
+   */
+  readonly close?: ((stuck: number) => Effect.Effect<void, unknown>) | undefined
 }
 
 const counters = new WeakMap<Group, InFlight>()
@@ -116,7 +122,7 @@ export const make = (
     const { afterDrain } = options
     // One finalizer, its steps in order: the drain, then what it leaves.
     yield* Effect.addFinalizer(() => {
-      const drained = drain(quit, entry, { ...own, onStop: options.onStop })
+      const drained = drain(quit, entry, { ...own, onStop: options.onStop, close: options.close })
       return afterDrain === undefined ? drained : Effect.andThen(drained, Effect.suspend(() => afterDrain(inFlight.count)))
     })
     return toGroup(entry, inFlight)
@@ -142,10 +148,13 @@ export const make = (
 export const drain = (
   quit: QuitImpl,
   entry: Entry,
-  options: Timeouts & { readonly onStop?: Effect.Effect<void, unknown> | undefined }
+  options: Timeouts & {
+    readonly onStop?: Effect.Effect<void, unknown> | undefined
+    readonly close?: ((stuck: number) => Effect.Effect<void, unknown>) | undefined
+  }
 ): Effect.Effect<void> => {
   const inFlight = entry.inFlight!
-  const { closeTimeout, drainTimeout, onStop } = options
+  const { close, closeTimeout, drainTimeout, onStop } = options
   const body: Effect.Effect<Closed> = Effect.gen(function*() {
     yield* quit.awaitStopping
     const cutAt = quit.now() + Duration.toMillis(drainTimeout)
@@ -170,6 +179,13 @@ export const drain = (
       // a close timeout of its own does.
       if (quit.deadlines !== undefined && endAt >= quit.deadlines.close) yield* cut
       else ended = (yield* bounded(cut, quit.until(endAt, "close")))._tag === "Exited"
+    }
+    if (ended && close !== undefined) {
+      const closed = yield* Effect.exit(close(inFlight.count))
+      if (Exit.isFailure(closed)) {
+        failure ??= `closing failed: ${describeCause(closed.cause)}`
+        yield* Effect.logError(`${entry.label} failed to close`, closed.cause)
+      }
     }
     const cut = entry.cut
     if (!ended) {

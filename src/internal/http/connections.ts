@@ -137,6 +137,11 @@ export class Connections {
     return this.#controller.signal
   }
 
+  /** Whether the listener is closed and every connection gone. */
+  get isClosed(): boolean {
+    return Deferred.isDoneUnsafe(this.#closed)
+  }
+
   /** Completes when the listener is closed and every connection is gone. */
   get awaitClosed(): Effect.Effect<void> {
     return Deferred.await(this.#closed)
