@@ -59,9 +59,9 @@ const run = (command: string, args: ReadonlyArray<string>, cwd: string) =>
     )
   })
 
-/** The version of a package installed here: the fresh project gets the same. */
-const installed = (name: string): string =>
-  (JSON.parse(readFileSync(`${root}node_modules/${name}/package.json`, "utf8")) as { readonly version: string }).version
+/** The version of a package installed in `dir`. */
+const installedIn = (dir: string, name: string): string =>
+  (JSON.parse(readFileSync(join(dir, "node_modules", name, "package.json"), "utf8")) as { readonly version: string }).version
 
 // A port found free, not PORT=0: `Http.layerConfig` reads PORT with Effect's `Config.Port`, which
 // refuses 0 (1–65535).
@@ -92,16 +92,16 @@ describe("the packed tarball, installed into a fresh project", () => {
     packed = (JSON.parse(stdout) as ReadonlyArray<Packed>)[0]!
     mkdirSync(project)
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "quick-start", private: true, type: "module" }))
-    // The README's install line, with the versions this repository is tested with.
+    // The README's install line, as users type it: npm resolves the peers
+    // today (the newest in the package's ranges), not this repository's lockfile.
     await run("npm", [
       "install",
-      "--prefer-offline",
       "--no-audit",
       "--no-fund",
       join(temp, packed.filename),
-      `effect@${installed("effect")}`,
-      `@effect/platform-node@${installed("@effect/platform-node")}`,
-      `@types/node@${installed("@types/node")}`
+      "effect",
+      "@effect/platform-node",
+      "@types/node@24"
     ], project)
     copyFileSync(`${root}examples/readme/quick-start.ts`, join(project, "quick-start.ts"))
   }, 300_000)
@@ -122,6 +122,20 @@ describe("the packed tarball, installed into a fresh project", () => {
     assert.includeMembers(targets, ["./dist/index.js", "./dist/index.d.ts", "./dist/Grpc.js", "./dist/Grpc.d.ts"])
     for (const target of targets) assert.isTrue(paths.has(target.replace(/^\.\//, "")), target)
     assert.deepStrictEqual([...paths].filter((path) => path.startsWith("test/") || path.startsWith("examples/")), [])
+  })
+
+  it("npm resolved effect and @effect/platform-node inside the package's peer ranges", () => {
+    const manifest = JSON.parse(readFileSync(`${root}package.json`, "utf8")) as {
+      readonly peerDependencies: Record<string, string>
+    }
+    for (const name of ["effect", "@effect/platform-node"]) {
+      const version = installedIn(project, name)
+      const floor = manifest.peerDependencies[name]!.replace(/^\^/, "")
+      const [major, minor, patch] = version.split(".").map(Number)
+      const [fMajor, fMinor, fPatch] = floor.split(".").map(Number)
+      assert.strictEqual(major, fMajor, `${name} ${version}: the major of ^${floor}`)
+      assert.isTrue(minor! > fMinor! || (minor === fMinor && patch! >= fPatch!), `${name} ${version} >= ${floor}`)
+    }
   })
 
   it("the main entry needs none of the gRPC peers; effect-graceful/Grpc does", async () => {
