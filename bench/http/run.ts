@@ -41,6 +41,7 @@ import * as Http from "../../src/Http.ts"
 import { Quit, Shutdown } from "../../src/index.ts"
 import { connect, get, openIdle, portOf } from "../../test/support/http.ts"
 import * as Callgrind from "../support/callgrind.ts"
+import { listenerClose } from "./listener.ts"
 import { exitLatency, exitSettings } from "./exit.ts"
 import { kinds, scale } from "./scale.ts"
 import { cpuMicros, median, startServer } from "../support/child.ts"
@@ -264,6 +265,8 @@ const main = async () => {
   const sd = only("shutdown") ? await shutdownLatency() : previous["shutdown"] as Awaited<ReturnType<typeof shutdownLatency>>
   log(`exit after the last response (${exitSettings.IDLE} idle sockets + one request in flight, ${exitSettings.ROUNDS} rounds)`)
   const ex = only("exit") ? await exitLatency(log) : previous["exit"] as Awaited<ReturnType<typeof exitLatency>>
+  log("the quit event to the listener's close (100 idle keep-alive connections, drain delay 0)")
+  const li = only("listener") ? await listenerClose(log) : previous["listener"] as Awaited<ReturnType<typeof listenerClose>>
   log("scale (10,000 HTTP/1.1 connections, 1,000 HTTP/2 sessions)")
   const sc = only("scale") ? await scale(log) : previous["scale"] as Awaited<ReturnType<typeof scale>>
   const json = {
@@ -273,6 +276,7 @@ const main = async () => {
     instructions: ir ?? "valgrind not found",
     shutdown: sd,
     exit: ex,
+    listener: li,
     scale: sc
   }
   const bestPeer = Math.min(
@@ -341,6 +345,17 @@ const main = async () => {
     ...ex.map((f) =>
       `| ${f.contender} | ${f.exitAfterLastResponseMs} | ${ratio(f.exitAfterLastResponseMs, bestPeer)} | ${f.exitBeginsMs} | ${f.teardownMs} | ${f.exitCode} | ${f.rounds.join(", ")} |`
     ),
+    "",
+    "## From the quit event to the listener's close, beside `server.close()`: 100 idle keep-alive connections, drain delay 0",
+    "",
+    "In one process, the strategies taking turns; median of the rounds. The time runs from the call that closes the",
+    "listener (`server.close()`, or the function `Quit.trigger` gives) until the server no longer listens; the turns",
+    "are the event loop's after that call before it is closed — 0: within the call itself, so that no connection",
+    "can be accepted (and then reset) in between.",
+    "",
+    "| strategy | µs to the listener's close | ratio to server.close() | event-loop turns | rounds (µs) |",
+    "| --- | ---: | ---: | ---: | --- |",
+    ...(li ?? []).map((f) => `| ${f.strategy} | ${f.micros} | ${ratio(f.micros, li[0]!.micros)} | ${f.turns} | ${f.rounds.join(", ")} |`),
     "",
     "## Scale: many connections at a time",
     "",
