@@ -73,9 +73,12 @@ export const start = (file: string, env: Record<string, string> = {}, options: S
         listeners.add(check)
         check()
       }),
+    // The time before the kill: the child may act on the signal before this
+    // process, descheduled after the kill, reads the clock again.
     signal: (signal) => {
+      const at = performance.now()
       child.kill(signal)
-      return performance.now()
+      return at
     },
     messages: () => messages,
     send: (message) => child.send(message as string),
