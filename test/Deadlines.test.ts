@@ -191,7 +191,7 @@ describe("the budget, checked at start", () => {
       assert.isTrue(Result.isFailure(fromCode))
       assert.strictEqual(
         Result.isFailure(fromCode) ? fromCode.failure.message : "",
-        `DRAIN_TIMEOUT="1m": DRAIN_TIMEOUT (1m, the drainTimeout option) exceeds SHUTDOWN_TIMEOUT (30s, the default), ` +
+        `drainTimeout option="1m": DRAIN_TIMEOUT (1m, the drainTimeout option) exceeds SHUTDOWN_TIMEOUT (30s, the default), ` +
           `leaving nothing for CLOSE_TIMEOUT; raise SHUTDOWN_TIMEOUT or lower the others (every deadline must fall inside it)`
       )
     }))

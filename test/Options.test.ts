@@ -95,4 +95,21 @@ describe("Options.load", () => {
       assert.strictEqual(error.variable, "closeTimeout option")
       assert.strictEqual(error.reason, "must not be negative")
     }))
+
+  it.effect("a signal listed twice counts once, from the environment and from code", () =>
+    Effect.gen(function*() {
+      const env = yield* Options.load().pipe(withEnv({ SHUTDOWN_SIGNALS: "SIGTERM,SIGINT,SIGTERM" }))
+      assert.deepStrictEqual(env.signals, ["SIGTERM", "SIGINT"])
+      const code = yield* Options.load({ signals: ["SIGTERM", "SIGHUP", "SIGTERM"] }).pipe(withEnv({}))
+      assert.deepStrictEqual(code.signals, ["SIGTERM", "SIGHUP"])
+    }))
+
+  it.effect("a drain delay from code that does not fit is named as the option it came from", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Options.load({ drainDelay: "3s" }).pipe(withEnv({ SHUTDOWN_TIMEOUT: "2s" })))
+      assert.strictEqual(error.variable, "drainDelay option")
+      assert.strictEqual(error.message, `drainDelay option="3s": must be shorter than SHUTDOWN_TIMEOUT=2s`)
+      const env = yield* Effect.flip(Options.load().pipe(withEnv({ DRAIN_DELAY: "3s", SHUTDOWN_TIMEOUT: "2s" })))
+      assert.strictEqual(env.message, `DRAIN_DELAY="3s": must be shorter than SHUTDOWN_TIMEOUT=2s`)
+    }))
 })

@@ -157,7 +157,9 @@ const parseSignals = (text: string): Result.Result<ReadonlyArray<NodeJS.Signals>
   if (uncatchable.length > 0) return Result.fail(`${uncatchable.join(", ")} cannot be caught by a process`)
   const unknown = names.filter((name) => !SIGNALS.has(name))
   if (unknown.length > 0) return Result.fail(`unknown signal ${unknown.join(", ")}`)
-  return Result.succeed(names as ReadonlyArray<NodeJS.Signals>)
+  // A signal listed twice (a deploy script appending to a default) is one
+  // signal: listened to once, so that one delivery is never a second signal.
+  return Result.succeed([...new Set(names)] as ReadonlyArray<NodeJS.Signals>)
 }
 
 const parseLogFormat = (text: string): Result.Result<"text" | "json", string> =>
@@ -182,6 +184,9 @@ export const describeTiming = (options: Pick<Options, Timing | "origins">, timin
       return `${VARIABLES[timing]} (${value}, derived from SHUTDOWN_TIMEOUT)`
   }
 }
+
+/** How an error names a timing that was set: its variable, or the option it came from in code. */
+const settingOf = (timing: Timing, origin: Origin): string => origin === "code" ? `${timing} option` : VARIABLES[timing]
 
 const share = (left: number, parts: number, of: number) => D.millis(Math.floor((left * parts) / of))
 
@@ -218,7 +223,7 @@ export const budget = (set: { readonly [T in Timing]: Given }): Result.Result<Pi
   if (!D.isLessThan(drainDelay, shutdownTimeout)) {
     return Result.fail(
       new InvalidOption({
-        variable: VARIABLES.drainDelay,
+        variable: settingOf("drainDelay", origins.drainDelay),
         value: D.format(drainDelay),
         reason: `must be shorter than ${describeTiming(resolved, "shutdownTimeout")}`
       })
@@ -238,7 +243,7 @@ export const budget = (set: { readonly [T in Timing]: Given }): Result.Result<Pi
     (open.length > 0 ? `, leaving nothing for ${open.map((timing) => VARIABLES[timing]).join(" and ")}` : "")
   return Result.fail(
     new InvalidOption({
-      variable: VARIABLES[culprit],
+      variable: settingOf(culprit, origins[culprit]),
       value: D.format(resolved[culprit]),
       reason: `${reason}; raise SHUTDOWN_TIMEOUT or lower the others (every deadline must fall inside it)`
     })
@@ -255,17 +260,16 @@ export const load = (input: Input = {}): Effect.Effect<Options, InvalidOption> =
       shutdownTimeout: yield* given("shutdownTimeout", input)
     }
     const timings = yield* Effect.fromResult(budget(set))
-    if (input.signals !== undefined) {
-      yield* Effect.fromResult(
-        Result.mapError(
-          parseSignals(input.signals.join(",")),
-          (reason) => new InvalidOption({ variable: "signals option", value: input.signals!.join(","), reason })
-        )
+    const code = input.signals
+    const fromCode = code === undefined ? undefined : yield* Effect.fromResult(
+      Result.mapError(
+        parseSignals(code.join(",")),
+        (reason) => new InvalidOption({ variable: "signals option", value: code.join(","), reason })
       )
-    }
+    )
     const signals: ReadonlyArray<NodeJS.Signals> = Option.getOrElse(
       yield* fromEnv("SHUTDOWN_SIGNALS", parseSignals),
-      () => input.signals ?? ["SIGTERM", "SIGINT"]
+      () => fromCode ?? ["SIGTERM", "SIGINT"]
     )
     const logFormat: "text" | "json" = Option.getOrElse(yield* fromEnv("LOG_FORMAT", parseLogFormat), () => input.logFormat ?? "text")
     const fromEnvironment = yield* fromEnv("PROGRESS_INTERVAL", parseDuration)
