@@ -78,9 +78,19 @@ export const childProcess = (
 ): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
     if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-    child.once("exit", () => resume(Effect.void))
+    // Whatever ends this process while the child is still closing — a second
+    // signal, the shutdown deadline — the child does not outlive it.
+    const kill = () => void child.kill("SIGKILL")
+    process.once("exit", kill)
+    child.once("exit", () => {
+      process.removeListener("exit", kill)
+      resume(Effect.void)
+    })
     child.kill(options.signal ?? "SIGTERM")
-    return Effect.sync(() => void child.kill("SIGKILL"))
+    return Effect.sync(() => {
+      process.removeListener("exit", kill)
+      kill()
+    })
   })
 
 // Checks the timeout first — a bad one fails before anything is acquired —

@@ -99,6 +99,19 @@ export interface RunOptions extends Options.Input {
  */
 export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void => {
   const { sendReady = true, telemetry, ...input } = options
+  // One program per process: a second runner would exit the process under the
+  // first one's work. It is refused, and the first one stops (exit 1).
+  if (running !== undefined) {
+    const first = running
+    const reason = "Main.runMain called twice in one process"
+    Effect.runFork(
+      Effect.logError(`${reason}: compose the programs (Layer.mergeAll) and run them with one Main.runMain`).pipe(
+        Effect.provide(loggerLayer(first.options.logFormat))
+      )
+    )
+    first.fail(Quit.failure(reason))
+    return
+  }
   const loaded = Effect.runSyncExit(Options.load(input))
   if (Exit.isFailure(loaded)) {
     const format = process.env["LOG_FORMAT"] === "json" ? "json" : "text"
@@ -115,6 +128,7 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   // Made under the logger: what the quit event logs by itself (a cut at the
   // drain deadline) is written like everything else.
   const quit = Effect.runSync(make(resolved, "starting").pipe(Effect.provide(logger)))
+  running = quit
   const logSync = (effect: Effect.Effect<void>) => Effect.runFork(Effect.provide(effect, logger))
   const uninstall = install(quit, logSync)
   let exiting = false
@@ -144,6 +158,9 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
     fiber.addObserver(() => exit(1))
   })(main, { disableErrorReporting: true })
 }
+
+/** The quit event of the program this process runs, once `runMain` is called. */
+let running: QuitImpl | undefined
 
 const FLUSH = Duration.seconds(1)
 

@@ -31,6 +31,14 @@ export const launch = <ROut, E, RIn>(layer: Layer.Layer<ROut, E, RIn>): Effect.E
     Effect.scoped
   )
 
+/** Fires the quit event for a program that failed, saying whether it was its configuration. */
+const failed = (quit: QuitImpl, cause: Cause.Cause<unknown>): void => {
+  if (Cause.hasInterruptsOnly(cause)) return
+  const error = Cause.squash(cause)
+  const reason = badConfiguration(error) === undefined ? "the program failed" : "invalid configuration"
+  quit.fail({ _tag: "Failure", reason, error }, { immediate: true })
+}
+
 type Ending = { readonly _tag: "graceful" } | { readonly _tag: "deadline" } | {
   readonly _tag: "forced"
   readonly signal: NodeJS.Signals
@@ -73,11 +81,7 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
     ).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
     if (first._tag === "exited") {
       if (Exit.isSuccess(first.exit)) quit.fire({ _tag: "Completed" }, { immediate: true })
-      else {
-        const error = Cause.squash(first.exit.cause)
-        const reason = badConfiguration(error) === undefined ? "the program failed" : "invalid configuration"
-        quit.fail({ _tag: "Failure", reason, error }, { immediate: true })
-      }
+      else failed(quit, first.exit.cause)
     }
     const deadlines = quit.deadlines!
     if (first._tag === "fired") {

@@ -455,10 +455,12 @@ export class QuitImpl implements Service {
   /**
    * A resource closed while the program runs on (no quit event: a group per
    * tenant or per connection) leaves nothing behind — no row, no name, no
-   * metric series. Closed as part of a shutdown, it stays for the report.
+   * metric series. Closed as part of a shutdown, or while the program is still
+   * starting (a start that fails releases what it acquired before anyone fires
+   * the quit event), it stays for the report.
    */
   forget(entry: Entry): void {
-    if (this.reason !== undefined) return
+    if (this.reason !== undefined || this.#history[this.#history.length - 1]?.phase === "starting") return
     const index = this.entries.indexOf(entry)
     if (index !== -1) this.entries.splice(index, 1)
     this.#names.delete(entry.name)
