@@ -36,6 +36,7 @@ import type * as protoLoader from "@grpc/proto-loader"
 import type { Config, Scope, Stream } from "effect"
 import { Context, Effect, Layer } from "effect"
 import type { InvalidOption } from "./internal/core/options.ts"
+import * as preflight from "./internal/core/preflight.ts"
 import type * as call from "./internal/grpc/call.ts"
 import * as internal from "./internal/grpc/server.ts"
 import * as listen_ from "./internal/http/listen.ts"
@@ -366,5 +367,7 @@ export const serve = <R>(
  */
 export const layer = <R>(
   options: ServeOptions<R>
-): Layer.Layer<Server, BindError | InvalidOption, Exclude<R, Scope.Scope> | Quit.Quit> =>
-  Layer.effect(Server, serve(options))
+): Layer.Layer<Server, BindError | InvalidOption, Exclude<R, Scope.Scope> | Quit.Quit> => {
+  preflight.declare(internal.settings(options))
+  return Layer.effect(Server, serve(options))
+}

@@ -30,6 +30,7 @@ import type * as Net from "node:net"
 import * as Tls from "node:tls"
 import { read } from "./internal/core/configError.ts"
 import * as groups from "./internal/core/group.ts"
+import * as preflight from "./internal/core/preflight.ts"
 import type { InvalidOption } from "./internal/core/options.ts"
 import { current } from "./internal/core/quit.ts"
 import type { Connections, NodeServer } from "./internal/http/connections.ts"
@@ -397,7 +398,7 @@ const listenSettings = read(Config.all({
  * @since 0.1.0
  */
 export const layerConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options: Omit<EffectOptions, "port" | "host"> = {}) =>
-  Layer.unwrap(Effect.map(listenSettings, (where) => layer(evaluate, { ...options, ...where })))
+  Layer.unwrap(Effect.map(preflight.declare(listenSettings), (where) => layer(evaluate, { ...options, ...where })))
 
 /**
  * {@link layerNode}, listening on `PORT` and `HOST` as {@link layerConfig}
@@ -412,4 +413,4 @@ export const layerConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options
  * @since 0.1.0
  */
 export const layerNodeConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options: Omit<NodeOptions, "port" | "host"> = {}) =>
-  Layer.unwrap(Effect.map(listenSettings, (where) => layerNode(evaluate, { ...options, ...where })))
+  Layer.unwrap(Effect.map(preflight.declare(listenSettings), (where) => layerNode(evaluate, { ...options, ...where })))

@@ -26,6 +26,7 @@ import type { DatabaseSync } from "node:sqlite"
 import * as Closer from "./Closer.ts"
 import { durationOr, type InvalidOption } from "./internal/core/options.ts"
 import { read } from "./internal/core/configError.ts"
+import * as preflight from "./internal/core/preflight.ts"
 import * as store from "./internal/jobs/store.ts"
 import { Duration as DurationConfig, type DurationInput } from "./Options.ts"
 import type * as Quit from "./Quit.ts"
@@ -185,11 +186,11 @@ export const layerConfig = (
 ): Layer.Layer<JobQueue, JobQueueError | InvalidOption, Quit.Quit> =>
   Layer.unwrap(
     Effect.map(
-      read(Config.all({
+      preflight.declare(read(Config.all({
         path: Config.String("JOBS_DB"),
         lease: DurationConfig("JOBS_LEASE").pipe(Config.withDefault(Duration.seconds(30))),
         pollInterval: DurationConfig("JOBS_POLL_INTERVAL").pipe(Config.withDefault(Duration.seconds(1)))
-      })),
+      }))),
       (config) => layer({ ...config, ...options })
     )
   )

@@ -21,6 +21,7 @@
 import { Cause, Duration, Effect, Exit, Layer, Runtime, Scope } from "effect"
 import { bounded } from "./internal/core/bounded.ts"
 import { loggerLayer, make } from "./internal/core/layer.ts"
+import * as preflight from "./internal/core/preflight.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
 import * as Options from "./Options.ts"
 import * as Quit from "./Quit.ts"
@@ -145,7 +146,9 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   // would cost a turn of the event loop. Should the fiber end otherwise
   // (a defect in the runner itself), its observer exits 1.
   const ready = sendReady ? Effect.forkDetach(announceReady(quit)) : Effect.void
-  const run = Effect.andThen(ready, Shutdown.run(toEffect(program))).pipe(
+  // The configuration the layers declared is checked before any is built.
+  const checked = Effect.andThen(preflight.check, toEffect(program))
+  const run = Effect.andThen(ready, Shutdown.run(checked)).pipe(
     Effect.tap((report) => Report.log(report, resolved.logFormat)),
     Effect.map((report) => report.exitCode)
   )

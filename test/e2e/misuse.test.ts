@@ -108,4 +108,13 @@ describe("misuse that type-checks", () => {
       holder.close()
     }
   })
+
+  it("PORT=abc on a server over a database layer: refused before the database is opened", async () => {
+    const child = run("misuse.ts", { MODE: "config", PORT: "abc" })
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 1, output)
+    assert.include(output, `invalid configuration: PORT="abc"`)
+    assert.notInclude(output, "acquired db", "nothing was acquired")
+  })
 })

@@ -176,6 +176,13 @@ const bind = (
 const setting = <A>(value: A | Config.Config<A> | undefined, fallback: Config.Config<A>) =>
   read(value === undefined ? fallback : Config.isConfig(value) ? value : Config.succeed(value))
 
+/** Where to listen: the options, else GRPC_HOST and GRPC_PORT. @internal */
+export const settings = (options: Pick<ServeOptions<never>, "host" | "port">) =>
+  Effect.all({
+    host: setting(options.host, Config.String("GRPC_HOST").pipe(Config.withDefault("0.0.0.0"))),
+    port: setting(options.port, Config.schema(Schema.Port, "GRPC_PORT").pipe(Config.withDefault(50051)))
+  })
+
 /**
  * Serves until the current scope closes, then stops in this order:
  *
@@ -198,8 +205,7 @@ export const serve = <R>(
     const name = options.name ?? "grpc"
     // Checked before anything is acquired.
     yield* groups.timeouts(quit, name, options)
-    const host = yield* setting(options.host, Config.String("GRPC_HOST").pipe(Config.withDefault("0.0.0.0")))
-    const port = yield* setting(options.port, Config.schema(Schema.Port, "GRPC_PORT").pipe(Config.withDefault(50051)))
+    const { host, port } = yield* settings(options)
     const health = new Health(options.services.map((service) => service.name), (then) => quit.readiness.readyThen(then))
     // The program's mark, told to Watch streams as it changes; checks are run when a Check asks.
     const unlisten = quit.readiness.onMark(() => health.refresh())
