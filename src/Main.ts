@@ -21,6 +21,7 @@
 import { Cause, Duration, Effect, Exit, Layer, Runtime, Scope } from "effect"
 import { bounded } from "./internal/core/bounded.ts"
 import { loggerLayer, make } from "./internal/core/layer.ts"
+import * as engines from "./internal/core/engines.ts"
 import * as preflight from "./internal/core/preflight.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
 import * as Options from "./Options.ts"
@@ -130,6 +131,8 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   // drain deadline) is written like everything else.
   const quit = Effect.runSync(make(resolved, "starting").pipe(Effect.provide(logger)))
   running = quit
+  const old = engines.warnOnce()
+  if (old !== undefined) Effect.runSync(Effect.logWarning(old).pipe(Effect.provide(logger)))
   const logSync = (effect: Effect.Effect<void>) => Effect.runFork(Effect.provide(effect, logger))
   const uninstall = install(quit, logSync)
   let exiting = false

@@ -136,7 +136,7 @@ export const make = (
  *
  * @since 0.1.0
  */
-export const hasFired: Effect.Effect<boolean, never, Quit> = Quit.use((quit) => Effect.sync(() => quit.hasFired()))
+export const hasFired: Effect.Effect<boolean, never, Quit> = Effect.map(internal.current, (quit) => quit.hasFired())
 
 /**
  * Completes with the reason when the quit event fires, at once if it already
@@ -144,7 +144,7 @@ export const hasFired: Effect.Effect<boolean, never, Quit> = Quit.use((quit) => 
  *
  * @since 0.1.0
  */
-export const fired: Effect.Effect<Reason, never, Quit> = Quit.use((quit) => quit.fired)
+export const fired: Effect.Effect<Reason, never, Quit> = Effect.flatMap(internal.current, (quit) => quit.fired)
 
 /**
  * Fires the quit event from code (Go's `GracefulStop`) with a reason, which the
@@ -164,7 +164,7 @@ export const fired: Effect.Effect<Reason, never, Quit> = Quit.use((quit) => quit
  * @since 0.1.0
  */
 export const fire = (reason: string | Reason = "requested"): Effect.Effect<boolean, never, Quit> =>
-  Quit.use((quit) => Effect.sync(() => quit.fire(typeof reason === "string" ? { _tag: "Requested", reason } : reason)))
+  Effect.map(internal.current, (quit) => quit.fire(typeof reason === "string" ? { _tag: "Requested", reason } : reason))
 
 /**
  * A plain function that fires the quit event, for code outside Effect — another
@@ -181,7 +181,7 @@ export const fire = (reason: string | Reason = "requested"): Effect.Effect<boole
  * ```
  * @since 0.1.0
  */
-export const trigger: Effect.Effect<(reason?: string) => boolean, never, Quit> = Quit.use((quit) =>
+export const trigger: Effect.Effect<(reason?: string) => boolean, never, Quit> = Effect.flatMap(internal.current, (quit) =>
   Effect.succeed((reason = "requested") => quit.fire({ _tag: "Requested", reason }))
 )
 
@@ -200,7 +200,7 @@ export const describe: (reason: Reason) => string = internal.describeReason
  *
  * @since 0.1.0
  */
-export const deadlines: Effect.Effect<Option.Option<Deadlines>, never, Quit> = Quit.use((quit) =>
+export const deadlines: Effect.Effect<Option.Option<Deadlines>, never, Quit> = Effect.flatMap(internal.current, (quit) =>
   Effect.sync(() => Option.fromUndefinedOr(quit.deadlines))
 )
 
@@ -265,10 +265,10 @@ export const progress = (every?: Options.DurationInput): Stream.Stream<Progress,
 // ---- phases ----------------------------------------------------------------
 
 /** The current phase and when it began. @since 0.1.0 */
-export const phase: Effect.Effect<PhaseChange, never, Quit> = Quit.use((quit) => Effect.sync(() => quit.phase))
+export const phase: Effect.Effect<PhaseChange, never, Quit> = Effect.map(internal.current, (quit) => quit.phase)
 
 /** Every phase reached so far, in order, with the time each began. @since 0.1.0 */
-export const history: Effect.Effect<ReadonlyArray<PhaseChange>, never, Quit> = Quit.use((quit) =>
+export const history: Effect.Effect<ReadonlyArray<PhaseChange>, never, Quit> = Effect.flatMap(internal.current, (quit) =>
   Effect.sync(() => [...quit.history])
 )
 
@@ -284,7 +284,7 @@ export const history: Effect.Effect<ReadonlyArray<PhaseChange>, never, Quit> = Q
  * ```
  * @since 0.1.0
  */
-export const phases: Stream.Stream<PhaseChange, never, Quit> = Stream.unwrap(Quit.use((quit) => Effect.succeed(quit.phases)))
+export const phases: Stream.Stream<PhaseChange, never, Quit> = Stream.unwrap(Effect.map(internal.current, (quit) => quit.phases))
 
 /**
  * Marks the program as started: `starting → running`. `Main.runMain` does this

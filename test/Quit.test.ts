@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer, Metric, Queue, Scope, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Metric, Queue, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Closer, Quit, Shutdown } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
@@ -65,6 +65,18 @@ describe("the quit event", () => {
         5000
       ]])
     }), { drainDelay: "2 seconds" }))
+})
+
+describe("a program without a quit event", () => {
+  it("dies with a message that says how to provide one (Main.runMain, or Quit.layer under another runner)", async () => {
+    // What a program gets when the types were sidestepped (a cast, a layer given to one branch only).
+    const orphan = Quit.fire("x") as Effect.Effect<boolean>
+    const exit = await Effect.runPromiseExit(orphan)
+    assert.isTrue(Exit.isFailure(exit))
+    const message = Exit.isFailure(exit) ? String(Cause.squash(exit.cause)) : ""
+    assert.include(message, "Main.runMain")
+    assert.include(message, "Quit.layer()")
+  })
 })
 
 describe("in-flight tracking", () => {

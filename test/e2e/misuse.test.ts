@@ -117,4 +117,17 @@ describe("misuse that type-checks", () => {
     assert.include(output, `invalid configuration: PORT="abc"`)
     assert.notInclude(output, "acquired db", "nothing was acquired")
   })
+
+  it("on a Node older than the engines (22.19 here), one warning at start names the version and what fails", async () => {
+    const child = start(fixture("service.ts"), {}, { execArgv: ["--import", fixture("oldNode.ts")] })
+    children.push(child)
+    await child.waitFor(/READY/)
+    child.signal("SIGTERM")
+    const { code } = await child.exited()
+    const output = child.output()
+    assert.strictEqual(code, 0, output)
+    const warning = "Node 22.19.0 is older than effect-graceful's engines (>=24.20.0)"
+    assert.strictEqual(output.split(warning).length - 1, 1, output)
+    assert.isBelow(output.indexOf(warning), output.indexOf("READY"), "at start")
+  })
 })

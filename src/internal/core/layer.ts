@@ -6,6 +6,7 @@
  * @internal
  */
 import { Context, Effect, Layer, Logger, Option, PubSub, Scope, Tracer } from "effect"
+import * as engines from "./engines.ts"
 import { drain } from "./group.ts"
 import { describeTiming, InvalidOption, load, type Input, type Options, same } from "./options.ts"
 import { describeReason, type PhaseChange, Quit, QuitImpl } from "./quit.ts"
@@ -81,7 +82,10 @@ const build = (input: Input, phase: "starting" | "running", holder: Scope.Scope 
         quit.stopKeeper()
       })))
     )
-    yield* Effect.forEach(limits(options), (note) => Effect.logWarning(note), { discard: true }).pipe(Effect.provideContext(logger))
+    const old = engines.warnOnce()
+    yield* Effect.forEach([...(old === undefined ? [] : [old]), ...limits(options)], (note) => Effect.logWarning(note), {
+      discard: true
+    }).pipe(Effect.provideContext(logger))
     return Context.merge(logger, Context.make(Quit, quit))
   })
 

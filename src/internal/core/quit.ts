@@ -521,5 +521,18 @@ export const impl = (quit: Service): QuitImpl => {
   throw new Error("effect-graceful: this Quit service was not made by Quit.layer, Quit.make or Main.runMain")
 }
 
-/** The implementation of the `Quit` service in context. @internal */
-export const current: Effect.Effect<QuitImpl, never, Quit> = Quit.use((quit) => Effect.sync(() => impl(quit)))
+/** What a program without a quit event is told. @internal */
+export const MISSING = "effect-graceful: no quit event here (service effect-graceful/Quit not found): run the program " +
+  "with Main.runMain, or provide Quit.layer() to it under another runner (NodeRuntime.runMain, a test)"
+
+/**
+ * The implementation of the `Quit` service in context. Typed as needing it;
+ * should a program get here without it all the same (a layer provided to one
+ * branch only, a cast), the defect says how to provide it.
+ *
+ * @internal
+ */
+export const current: Effect.Effect<QuitImpl, never, Quit> = Effect.flatMap(
+  Effect.serviceOption(Quit),
+  (quit) => quit._tag === "Some" ? Effect.sync(() => impl(quit.value)) : Effect.die(new Error(MISSING))
+)
