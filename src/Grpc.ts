@@ -31,9 +31,8 @@
  *
  * @since 0.1.0
  */
-import type * as grpc from "@grpc/grpc-js"
 import type * as protoLoader from "@grpc/proto-loader"
-import type { Config, Scope, Stream } from "effect"
+import type { Scope, Stream } from "effect"
 import { Context, Effect, Layer } from "effect"
 import type { InvalidOption } from "./internal/core/options.ts"
 import * as preflight from "./internal/core/preflight.ts"

@@ -23,11 +23,10 @@
 // (undici among them), ~30 MB and ~150 ms at start that a server never uses.
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import type * as NodeServices from "@effect/platform-node/NodeServices"
-import { Config, Context, Duration, Effect, Exit, Layer, Option, Schema, Scope, Stream } from "effect"
+import { Config, Context, Effect, Exit, Layer, Option, Schema, Scope, Stream } from "effect"
 import type { Etag, HttpPlatform } from "effect/http"
 import { HttpServer } from "effect/http"
 import type * as Net from "node:net"
-import * as Tls from "node:tls"
 import { read } from "./internal/core/configError.ts"
 import * as groups from "./internal/core/group.ts"
 import * as preflight from "./internal/core/preflight.ts"

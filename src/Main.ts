@@ -23,6 +23,7 @@ import { bounded } from "./internal/core/bounded.ts"
 import { loggerLayer, make } from "./internal/core/layer.ts"
 import * as engines from "./internal/core/engines.ts"
 import * as preflight from "./internal/core/preflight.ts"
+import * as sequence from "./internal/core/sequence.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
 import * as Options from "./Options.ts"
 import * as Quit from "./Quit.ts"
@@ -111,7 +112,7 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
         Effect.provide(loggerLayer(first.options.logFormat))
       )
     )
-    first.fail(Quit.failure(reason))
+    sequence.fail(first, Quit.failure(reason))
     return
   }
   const loaded = Effect.runSyncExit(Options.load(input))
@@ -250,17 +251,17 @@ const install = (quit: QuitImpl, log: (effect: Effect.Effect<void>) => void): ()
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) return quit.force(signal)
     signalled = true
-    quit.fire(Quit.signal(signal))
+    sequence.fire(quit, Quit.signal(signal))
   }
   const onFailure = (kind: string) => (error: unknown) => {
     log(Effect.logError(`${kind} outside Effect; shutting down`, Cause.die(error)))
-    quit.fail(Quit.failure(kind, error))
+    sequence.fail(quit, Quit.failure(kind, error))
   }
   // PM2's message in place of a signal (`shutdown_with_message`, Windows).
   const onMessage = (message: unknown) => {
     if (message === "shutdown" && !signalled) {
       signalled = true
-      quit.fire({ _tag: "Requested", reason: "shutdown message" })
+      sequence.fire(quit, { _tag: "Requested", reason: "shutdown message" })
     }
   }
   const onException = onFailure("uncaught exception")

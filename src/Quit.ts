@@ -28,6 +28,8 @@ import * as layer_ from "./internal/core/layer.ts"
 import * as options_ from "./internal/core/options.ts"
 import type * as progress_ from "./internal/core/progress.ts"
 import * as internal from "./internal/core/quit.ts"
+import { Counted } from "./internal/core/registry.ts"
+import * as sequence from "./internal/core/sequence.ts"
 import type * as Options from "./Options.ts"
 
 /**
@@ -136,7 +138,7 @@ export const make = (
  *
  * @since 0.1.0
  */
-export const hasFired: Effect.Effect<boolean, never, Quit> = Effect.map(internal.current, (quit) => quit.hasFired())
+export const hasFired: Effect.Effect<boolean, never, Quit> = Effect.map(internal.current, sequence.hasFired)
 
 /**
  * Completes with the reason when the quit event fires, at once if it already
@@ -164,7 +166,7 @@ export const fired: Effect.Effect<Reason, never, Quit> = Effect.flatMap(internal
  * @since 0.1.0
  */
 export const fire = (reason: string | Reason = "requested"): Effect.Effect<boolean, never, Quit> =>
-  Effect.map(internal.current, (quit) => quit.fire(typeof reason === "string" ? { _tag: "Requested", reason } : reason))
+  Effect.map(internal.current, (quit) => sequence.fire(quit, typeof reason === "string" ? { _tag: "Requested", reason } : reason))
 
 /**
  * A plain function that fires the quit event, for code outside Effect — another
@@ -182,7 +184,7 @@ export const fire = (reason: string | Reason = "requested"): Effect.Effect<boole
  * @since 0.1.0
  */
 export const trigger: Effect.Effect<(reason?: string) => boolean, never, Quit> = Effect.flatMap(internal.current, (quit) =>
-  Effect.succeed((reason = "requested") => quit.fire({ _tag: "Requested", reason }))
+  Effect.succeed((reason = "requested") => sequence.fire(quit, { _tag: "Requested", reason }))
 )
 
 /** A reason for a signal. @since 0.1.0 */
@@ -259,13 +261,17 @@ export const progress = (every?: Options.DurationInput): Stream.Stream<Progress,
     if (Duration.isZero(interval)) {
       return yield* new options_.InvalidOption({ variable: "Quit.progress interval", value: String(every), reason: "must be more than 0" })
     }
-    return quit.progressEvery(interval)
+    return sequence.progressEvery(quit, interval)
   }))
 
 // ---- phases ----------------------------------------------------------------
 
 /** The current phase and when it began. @since 0.1.0 */
-export const phase: Effect.Effect<PhaseChange, never, Quit> = Effect.map(internal.current, (quit) => quit.phase)
+export const phase: Effect.Effect<PhaseChange, never, Quit> = Effect.map(internal.current, (quit) => {
+  // Once the layers are being released, the quit event has fired, whoever reads it first.
+  sequence.fireIfReleased(quit)
+  return quit.phase
+})
 
 /** Every phase reached so far, in order, with the time each began. @since 0.1.0 */
 export const history: Effect.Effect<ReadonlyArray<PhaseChange>, never, Quit> = Effect.flatMap(internal.current, (quit) =>
@@ -284,7 +290,7 @@ export const history: Effect.Effect<ReadonlyArray<PhaseChange>, never, Quit> = E
  * ```
  * @since 0.1.0
  */
-export const phases: Stream.Stream<PhaseChange, never, Quit> = Stream.unwrap(Effect.map(internal.current, (quit) => quit.phases))
+export const phases: Stream.Stream<PhaseChange, never, Quit> = Stream.unwrap(Effect.map(internal.current, (quit) => quit.phases.changes))
 
 /**
  * Marks the program as started: `starting → running`. `Main.runMain` does this
@@ -360,7 +366,7 @@ export type GroupOptions = group_.GroupOptions
  * @since 0.1.0
  */
 export const group = (name: string, options: GroupOptions = {}): Effect.Effect<Group, Options.InvalidOption, Quit | Scope.Scope> =>
-  Effect.flatMap(internal.current, (quit) => group_.make(quit, name, options))
+  Effect.flatMap(internal.current, (quit) => Effect.map(group_.make(quit, name, options), (made) => made.group))
 
 /**
  * Runs `unit` counted under `name` for its whole lifetime, in a group made on
@@ -394,7 +400,7 @@ export const track: {
  * @since 0.1.0
  */
 export const inFlight = (name: string): Effect.Effect<number, never, Quit> =>
-  Effect.map(internal.current, (quit) => quit.find(name)?.inFlight?.count ?? 0)
+  Effect.map(internal.current, (quit) => counted(quit, name)?.inFlight.count ?? 0)
 
 /**
  * Completes the moment `name` has no unit in flight (at once if it has none).
@@ -403,7 +409,12 @@ export const inFlight = (name: string): Effect.Effect<number, never, Quit> =>
  * @since 0.1.0
  */
 export const awaitIdle = (name: string): Effect.Effect<void, never, Quit> =>
-  Effect.flatMap(internal.current, (quit) => quit.find(name)?.inFlight?.awaitIdle ?? Effect.void)
+  Effect.flatMap(internal.current, (quit) => counted(quit, name)?.inFlight.awaitIdle ?? Effect.void)
+
+const counted = (quit: internal.QuitImpl, name: string): Counted | undefined => {
+  const entry = quit.registry.find(name)
+  return entry instanceof Counted ? entry : undefined
+}
 
 // ---- closers -----------------------------------------------------------------
 

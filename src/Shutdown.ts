@@ -14,6 +14,7 @@ import { first as firstOf } from "./internal/core/first.ts"
 import { finish } from "./internal/core/layer.ts"
 import { InvalidOption } from "./internal/core/options.ts"
 import { current, describeReason, type Quit, type QuitImpl } from "./internal/core/quit.ts"
+import * as sequence from "./internal/core/sequence.ts"
 import { traceShutdown } from "./internal/core/trace.ts"
 import type * as Report from "./Report.ts"
 
@@ -36,7 +37,7 @@ const failed = (quit: QuitImpl, cause: Cause.Cause<unknown>): void => {
   if (Cause.hasInterruptsOnly(cause)) return
   const error = Cause.squash(cause)
   const reason = badConfiguration(error) === undefined ? "the program failed" : "invalid configuration"
-  quit.fail({ _tag: "Failure", reason, error }, { immediate: true })
+  sequence.fail(quit, { _tag: "Failure", reason, error }, { immediate: true })
 }
 
 type Ending = { readonly _tag: "graceful" } | { readonly _tag: "deadline" } | {
@@ -80,18 +81,10 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
       Effect.map(quit.fired, (reason) => ({ _tag: "fired", reason }) as const)
     ).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
     if (first._tag === "exited") {
-      if (Exit.isSuccess(first.exit)) quit.fire({ _tag: "Completed" }, { immediate: true })
+      if (Exit.isSuccess(first.exit)) sequence.fire(quit, { _tag: "Completed" }, { immediate: true })
       else failed(quit, first.exit.cause)
     }
-    const deadlines = quit.deadlines!
-    if (first._tag === "fired") {
-      const at = (instant: number) => Duration.format(Duration.millis(instant - deadlines.fired))
-      yield* Effect.logInfo(
-        `quit event (${describeReason(first.reason)}): draining; listeners close in ${at(deadlines.stopping)}, ` +
-          `drain deadline in ${at(deadlines.drain)}, close deadline in ${at(deadlines.close)}, ` +
-          `shutdown deadline in ${at(deadlines.shutdown)}`
-      )
-    }
+    const { deadlines, reason } = yield* quit.whenFired
     const stop = yield* Effect.forkDetach(stopAll(quit, fiber), { startImmediately: true })
     // `first`: the report must not wait for the losers' interruption.
     const ending = yield* firstOf(
@@ -115,10 +108,10 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
         ? Effect.logError("the program failed", programExit.cause)
         : Effect.logError(`invalid configuration: ${bad}`)
     }
-    quit.setPhase("stopped")
+    sequence.stopped(quit)
     const rows = quit.rows()
     const report: Report.Report = {
-      reason: describeReason(quit.reason!),
+      reason: describeReason(reason),
       ending: ending._tag !== "graceful"
         ? ending._tag
         : first._tag === "fired"
@@ -159,7 +152,7 @@ const exitCode = (
 const stopAll = (quit: QuitImpl, program: Fiber.Fiber<unknown, unknown>): Effect.Effect<void> =>
   Effect.gen(function*() {
     yield* Effect.raceFirst(quit.awaitStopping, Fiber.await(program))
-    quit.beginStopping()
-    yield* Effect.all([quit.runStopFuncs, Fiber.interrupt(program)], { concurrency: "unbounded", discard: true })
+    sequence.beginStopping(quit)
+    yield* Effect.all([sequence.runStopFuncs(quit), Fiber.interrupt(program)], { concurrency: "unbounded", discard: true })
     yield* finish(quit)
   })

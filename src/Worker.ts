@@ -242,7 +242,7 @@ export const consume = <A, E1, R1, E, R>(
     const sourceScope = yield* Scope.fork(yield* Effect.scope)
     const take = yield* Scope.provide(source.open, sourceScope)
     const pool = new Pool(name, yield* Effect.context<never>())
-    const group = yield* groups.make(quit, name, {
+    const { group, inFlight } = yield* groups.make(quit, name, {
       kind: "worker",
       drainTimeout: options.drainTimeout,
       closeTimeout: options.closeTimeout,
@@ -250,7 +250,7 @@ export const consume = <A, E1, R1, E, R>(
       onStop: pool.stop,
       afterDrain: () => Scope.close(sourceScope, Exit.void)
     })
-    pool.count(quit.find(group.name)!.inFlight!)
+    pool.count(inFlight)
     yield* internal.start(pool, workers, {
       take,
       process,

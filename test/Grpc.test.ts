@@ -176,7 +176,7 @@ describe("Grpc: draining on quit", () => {
           assert.strictEqual(yield* promise(() => client.check("demo.Demo")), "NOT_SERVING")
           // Phase `stopping` begins when the drain delay ends.
           assert.strictEqual((yield* Quit.phase).phase, "draining", "health changed before the drain delay ended")
-          assert.strictEqual(Quit.describe((yield* Quit.Quit).reason!), "requested: test")
+          assert.strictEqual(Quit.describe(yield* Quit.fired), "requested: test")
 
           yield* awaitPhase("stopping")
           const fresh = new DemoClient(server.address)

@@ -12,6 +12,7 @@ import * as NodeHttp from "node:http"
 import type { AddressInfo } from "node:net"
 import { Closer, Http, Options, Quit, Shutdown } from "../src/index.ts"
 import { connect, get } from "./support/http.ts"
+import { impl } from "./support/quit.ts"
 
 const env = (vars: Record<string, string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.provideService(effect, ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: vars }))
@@ -94,11 +95,11 @@ describe("Quit.layer under another runner", () => {
     Effect.gen(function*() {
       const log: Array<string> = []
       const runtime = ManagedRuntime.make(app(log, "100 millis").pipe(Layer.provideMerge(Quit.layer({ drainDelay: "50 millis" }))))
-      const quit = yield* Effect.promise(() => runtime.runPromise(Effect.service(Quit.Quit)))
+      const quit = impl(yield* Effect.promise(() => runtime.runPromise(Effect.service(Quit.Quit))))
       yield* Effect.promise(() => runtime.dispose())
       const entries = log.map((entry) => entry.replace(/@\d+$/, ""))
       assert.deepStrictEqual(entries, ["finalizer: fired=true phase=draining", "intake closed", "unit done", "db closed"])
-      assert.strictEqual(Quit.describe(quit.reason!), "layers released")
+      assert.strictEqual(quit.reason === undefined ? undefined : Quit.describe(quit.reason), "layers released")
       assert.strictEqual(quit.phase.phase, "stopped", "stopped once every layer is released")
       const fired = Option.getOrThrow(Option.fromUndefinedOr(quit.deadlines)).fired
       const closedAt = Number(/@(\d+)$/.exec(log[1]!)![1])

@@ -3,7 +3,7 @@ import { Effect, Fiber, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { Closer, type Options, Quit, Shutdown } from "../src/index.ts"
 import { captureLogs } from "./support/logs.ts"
-import { current } from "./support/quit.ts"
+import { current, sequence } from "./support/quit.ts"
 
 const closer = (name: string, log: Array<string>, close: Effect.Effect<void> = Effect.void) =>
   Layer.effectDiscard(Effect.gen(function*() {
@@ -139,7 +139,7 @@ describe("Shutdown.run", () => {
       const { report } = yield* supervise(
         Shutdown.launch(Layer.empty),
         {},
-        Effect.map(current, (quit) => quit.fail(Quit.failure("uncaught exception", new Error("x"))))
+        Effect.map(current, (quit) => sequence.fail(quit, Quit.failure("uncaught exception", new Error("x"))))
       )
       assert.deepInclude(report, { reason: "failure: uncaught exception", exitCode: 1 })
     }))

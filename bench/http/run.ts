@@ -161,7 +161,8 @@ const graceful = async (server: NodeHttp.Server, layer: Layer.Layer<never, unkno
   const quit = Effect.runSync(Quit.make({}, { phase: "starting" }))
   Effect.runFork(Shutdown.run(Shutdown.launch(layer)).pipe(Effect.provideService(Quit.Quit, quit), Effect.provide(silent)))
   await listening(server)
-  return { server, stop: () => quit.fire({ _tag: "Requested", reason: "bench" }) }
+  const trigger = Effect.runSync(Effect.provideService(Quit.trigger, Quit.Quit, quit))
+  return { server, stop: () => trigger("bench") }
 }
 
 const strategies: Record<string, () => Promise<Running>> = {

@@ -9,7 +9,6 @@
  */
 import { fork } from "node:child_process"
 import { once } from "node:events"
-import * as NodeHttp from "node:http"
 import * as NodeHttp2 from "node:http2"
 import { fileURLToPath } from "node:url"
 import { get, openIdle, request2 } from "../../test/support/http.ts"

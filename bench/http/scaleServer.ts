@@ -40,7 +40,8 @@ if (strategy === "graceful-node") {
     Effect.provideService(Quit.Quit, quit),
     Effect.provide(Layer.empty)
   ))
-  stop = () => void quit.fire({ _tag: "Requested", reason: "bench" })
+  const trigger = Effect.runSync(Effect.provideService(Quit.trigger, Quit.Quit, quit))
+  stop = () => void trigger("bench")
 } else {
   if (strategy === "node") stop = () => server.close()
   else if (strategy === "stoppable") {

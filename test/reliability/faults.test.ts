@@ -12,7 +12,6 @@
  * test sends to the child's exit is recorded, not asserted (speed and latency
  * targets live in bench/).
  */
-import * as grpc from "@grpc/grpc-js"
 import { assert, describe, it } from "@effect/vitest"
 import { setTimeout as sleep } from "node:timers/promises"
 import { readJobs } from "../../examples/demo.ts"

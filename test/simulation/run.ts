@@ -7,7 +7,7 @@
 import { Cause, Duration, Effect, Logger, Option } from "effect"
 import { TestClock } from "effect/testing"
 import { Health, type Options, Quit, type Report, Shutdown } from "../../src/index.ts"
-import { current } from "../support/quit.ts"
+import { current, impl as implOf } from "../support/quit.ts"
 import { app, Recorder } from "./interpret.ts"
 import * as P from "./programs.ts"
 
@@ -51,7 +51,7 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
   })
   return Effect.gen(function*() {
     const quit = yield* Effect.orDie(Quit.make(input(program.timings), { phase: "starting" }))
-    const options = quit.options
+    const options = implOf(quit).options
     const rec = new Recorder()
     const shutdown = Duration.toMillis(options.shutdownTimeout)
     const items = program.components.reduce((n, c) => n + c.closers.length + c.groups.length + c.workers.length + 1, 0)
@@ -62,6 +62,7 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
 
     return yield* Effect.gen(function*() {
       const impl = yield* current
+      const quitImpl = impl
       let report: Report.Report | undefined
       let endAt = 0
       let eventsAtEnd = 0
@@ -85,7 +86,7 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
           Effect.sync(() => {
             readiness.push({ at, ready, afterSignal: signalSent !== undefined })
             const seen = new Map<string, number>()
-            for (const entry of impl.entries) if (entry.inFlight !== undefined) seen.set(entry.name, entry.inFlight.count)
+            for (const entry of quitImpl.registry.counted()) seen.set(entry.name, entry.inFlight.count)
             counts.push({ at, index: rec.events.length, counts: seen })
           })
       )

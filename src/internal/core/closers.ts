@@ -8,6 +8,7 @@ import type { Duration, Scope } from "effect"
 import { Effect } from "effect"
 import { componentTimeout, type DurationInput, type InvalidOption } from "./options.ts"
 import type { QuitImpl } from "./quit.ts"
+import * as sequence from "./sequence.ts"
 
 /** A closer's own timeout: the close timeout when not given; a longer one is refused. @internal */
 export const timeout = (quit: QuitImpl, name: string, input: DurationInput | undefined): Effect.Effect<Duration.Duration, InvalidOption> =>
@@ -22,6 +23,6 @@ export const add = (
   limit: Duration.Duration
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.suspend(() => {
-    const entry = quit.register(name, kind, false)
-    return Effect.addFinalizer(() => quit.close(entry, Effect.as(close, { outcome: "done" } as const), limit))
+    const entry = quit.registerPlain(name, kind)
+    return Effect.addFinalizer(() => sequence.close(quit, entry, Effect.as(close, { outcome: "done" } as const), limit))
   })

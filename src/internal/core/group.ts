@@ -10,8 +10,9 @@ import { bounded } from "./bounded.ts"
 import { first } from "./first.ts"
 import type { InFlight } from "./inFlight.ts"
 import { componentTimeout, type DurationInput, type InvalidOption } from "./options.ts"
-import { describeCause, type QuitImpl } from "./quit.ts"
-import type { Closed, Entry } from "./registry.ts"
+import type { QuitImpl } from "./quit.ts"
+import type { Closed, Counted } from "./registry.ts"
+import * as sequence from "./sequence.ts"
 
 /** Documented on the public `Quit` module. @internal */
 export interface Group {
@@ -57,22 +58,19 @@ export interface MakeOptions extends GroupOptions {
   readonly close?: ((stuck: number) => Effect.Effect<void, unknown>) | undefined
 }
 
-const counters = new WeakMap<Group, InFlight>()
-
-/**
- * Counts `unit` in the calling fiber, which the cut interrupts whole: for a
- * fiber that is the unit and nothing more (a gRPC call's), with no fiber of
- * its own to pay for. @internal
- */
-export const trackHere = (group: Group) => <A, E, R>(unit: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  counters.get(group)!.track(unit)
+/** A group made, and its counter: for the library's own servers and pools. @internal */
+export interface Made {
+  readonly group: Group
+  readonly inFlight: InFlight
+}
 
 /** @internal */
-export const toGroup = (entry: Entry, inFlight: InFlight): Group => {
-  const group: Group = {
+export const toGroup = (entry: Counted): Group => {
+  const inFlight = entry.inFlight
+  return {
     name: entry.name,
-    closing: Deferred.await(entry.closing),
-    isClosing: Deferred.isDone(entry.closing),
+    closing: Deferred.await(entry.intake),
+    isClosing: Deferred.isDone(entry.intake),
     inFlight: Effect.sync(() => inFlight.count),
     awaitIdle: inFlight.awaitIdle,
     // In a fiber of its own, joined: the cut interrupts the unit, not the
@@ -81,8 +79,6 @@ export const toGroup = (entry: Entry, inFlight: InFlight): Group => {
     fork: (unit) => Effect.forkDetach(inFlight.track(unit), { startImmediately: true }),
     enterUnsafe: () => inFlight.enter()
   }
-  counters.set(group, inFlight)
-  return group
 }
 
 /** The timeouts of one group: its own, checked against the shared ones. @internal */
@@ -112,20 +108,20 @@ export const make = (
   quit: QuitImpl,
   name: string,
   options: MakeOptions = {}
-): Effect.Effect<Group, InvalidOption, Scope.Scope> =>
+): Effect.Effect<Made, InvalidOption, Scope.Scope> =>
   Effect.gen(function*() {
     const own = yield* timeouts(quit, name, options)
-    const entry = quit.register(name, options.kind ?? "group", true, options.onCut)
-    const inFlight = entry.inFlight!
-    if (options.onFire !== undefined) quit.onFire(entry, options.onFire)
-    if (options.onStopping !== undefined) quit.onStopping(entry, options.onStopping)
+    const entry = quit.registerGroup(name, options.kind ?? "group", options.onCut)
+    const inFlight = entry.inFlight
+    if (options.onFire !== undefined) sequence.onFire(quit, entry, options.onFire)
+    if (options.onStopping !== undefined) sequence.onStopping(quit, entry, options.onStopping)
     const { afterDrain } = options
     // One finalizer, its steps in order: the drain, then what it leaves.
     yield* Effect.addFinalizer(() => {
       const drained = drain(quit, entry, { ...own, onStop: options.onStop, close: options.close })
       return afterDrain === undefined ? drained : Effect.andThen(drained, Effect.suspend(() => afterDrain(inFlight.count)))
     })
-    return toGroup(entry, inFlight)
+    return { group: toGroup(entry), inFlight }
   })
 
 /**
@@ -147,25 +143,25 @@ export const make = (
  */
 export const drain = (
   quit: QuitImpl,
-  entry: Entry,
+  entry: Counted,
   options: Timeouts & {
     readonly onStop?: Effect.Effect<void, unknown> | undefined
     readonly close?: ((stuck: number) => Effect.Effect<void, unknown>) | undefined
   }
 ): Effect.Effect<void> => {
-  const inFlight = entry.inFlight!
+  const inFlight = entry.inFlight
   const { close, closeTimeout, drainTimeout, onStop } = options
-  const body: Effect.Effect<Closed> = Effect.gen(function*() {
+  const body: Effect.Effect<Closed> = Effect.gen(function*(): Effect.fn.Return<Closed> {
     yield* quit.awaitStopping
     const cutAt = quit.now() + Duration.toMillis(drainTimeout)
-    entry.markClosing()
+    entry.stopIntake()
     const cutting = quit.until(cutAt, "drain")
     let failure: string | undefined
     // User code may hang uninterruptibly: `bounded` stops waiting at the cut.
     if (onStop !== undefined) {
       const stopped = yield* bounded(onStop, cutting)
       if (stopped._tag === "Exited" && Exit.isFailure(stopped.exit)) {
-        failure = `stopping failed: ${describeCause(stopped.exit.cause)}`
+        failure = `stopping failed: ${sequence.describeCause(stopped.exit.cause)}`
         yield* Effect.logError(`${entry.label}: stopping failed; draining what is in flight`, stopped.exit.cause)
       }
     }
@@ -173,7 +169,7 @@ export const drain = (
     let ended = true
     if (!idle) {
       const deadline = quit.deadlines !== undefined && quit.deadlines.drain <= cutAt
-      const cut = Effect.andThen(quit.cut(entry, deadline ? "at the drain deadline" : "at the drain timeout"), inFlight.awaitIdle)
+      const cut = Effect.andThen(sequence.cut(quit, entry, deadline ? "at the drain deadline" : "at the drain timeout"), inFlight.awaitIdle)
       const endAt = quit.now() + Duration.toMillis(closeTimeout)
       // At the close deadline the close itself abandons the drain; before it,
       // a close timeout of its own does.
@@ -183,7 +179,7 @@ export const drain = (
     if (ended && close !== undefined) {
       const closed = yield* Effect.exit(close(inFlight.count))
       if (Exit.isFailure(closed)) {
-        failure ??= `closing failed: ${describeCause(closed.cause)}`
+        failure ??= `closing failed: ${sequence.describeCause(closed.cause)}`
         yield* Effect.logError(`${entry.label} failed to close`, closed.cause)
       }
     }
@@ -197,5 +193,5 @@ export const drain = (
     return { outcome: "done" } as const
   })
   // The body bounds its own steps; the close deadline bounds the whole.
-  return quit.close(entry, body, Duration.infinity)
+  return sequence.close(quit, entry, body, Duration.infinity)
 }

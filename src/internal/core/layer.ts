@@ -5,29 +5,25 @@
  *
  * @internal
  */
-import { Context, Effect, Layer, Logger, Option, PubSub, Scope, Tracer } from "effect"
+import { Context, Effect, Layer, Logger, Option, Scope, Tracer } from "effect"
 import * as engines from "./engines.ts"
 import { drain } from "./group.ts"
 import { describeTiming, InvalidOption, load, type Input, type Options, same } from "./options.ts"
-import { describeReason, type PhaseChange, Quit, QuitImpl } from "./quit.ts"
+import { describeReason, make as makeQuit, Quit, QuitImpl } from "./quit.ts"
+import * as sequence from "./sequence.ts"
 import * as signals from "./signals.ts"
 import { traceShutdown } from "./trace.ts"
 
 /** @internal */
 export const make = (
   options: Options,
-  phase: "starting" | "running" = "running"
-): Effect.Effect<QuitImpl> =>
-  Effect.gen(function*() {
-    const phases = yield* PubSub.unbounded<PhaseChange>({ replay: 1 })
-    const clock = yield* Effect.clockWith(Effect.succeed)
-    const context = yield* Effect.context<never>()
-    return new QuitImpl(options, clock, context, phases, phase)
-  })
+  phase: "starting" | "running" = "running",
+  holder?: Scope.Scope
+): Effect.Effect<QuitImpl> => makeQuit(options, phase, holder)
 
 /** The units counted outside any scope (`Quit.track`): drained like a group with no intake. @internal */
 export const finish = (quit: QuitImpl): Effect.Effect<void> =>
-  quit.finish((entry) => drain(quit, entry, quit.options))
+  sequence.finish(quit, (group) => drain(quit, group, quit.options))
 
 /** The JSON logger when the format says so, for the layers built on the quit event. @internal */
 export const loggerLayer = (format: "text" | "json"): Layer.Layer<never> =>
@@ -67,19 +63,19 @@ const build = (input: Input, phase: "starting" | "running", holder: Scope.Scope 
     }
     // The quit event logs with the loggers of the layers built on it.
     const logger = yield* Layer.buildWithScope(loggerLayer(options.logFormat), scope)
-    const quit = yield* Effect.provideContext(make(options, phase), logger)
-    quit.holder = holder
-    const unlisten = signals.listen(options.signals, (signal) => void quit.fire({ _tag: "Signal", signal }))
+    const quit = yield* Effect.provideContext(make(options, phase, holder), logger)
+    const unlisten = signals.listen(options.signals, (signal) => void sequence.fire(quit, { _tag: "Signal", signal }))
     yield* Scope.addFinalizer(
       scope,
       Effect.gen(function*() {
-        quit.fire({ _tag: "Released" })
+        sequence.fire(quit, { _tag: "Released" })
         yield* finish(quit)
-        quit.setPhase("stopped")
-        traceShutdown(Context.get(quit.context, Tracer.Tracer), quit, { reason: describeReason(quit.reason!) })
+        sequence.stopped(quit)
+        const reason = quit.reason
+        traceShutdown(Context.get(quit.context, Tracer.Tracer), quit, { reason: reason === undefined ? undefined : describeReason(reason) })
       }).pipe(Effect.ensuring(Effect.sync(() => {
         unlisten()
-        quit.stopKeeper()
+        sequence.stopped(quit)
       })))
     )
     const old = engines.warnOnce()

@@ -6,13 +6,13 @@
  * @internal
  */
 import { Duration } from "effect"
-import type { Entry } from "./registry.ts"
+import { Counted, type Entry } from "./registry.ts"
 
 /** One resource still open. @internal */
 export interface Open {
   readonly name: string
   readonly kind: string
-  /** `open`: it has not begun to close; `closing`: its close (or drain) runs. */
+  /** `open`: it still takes work (a server listens); `closing`: its intake stopped, its drain or close runs. */
   readonly state: "open" | "closing"
   /** Units in flight, for a group (server, worker pool, tracked tasks); `undefined` for a closer. */
   readonly inFlight: number | undefined
@@ -42,8 +42,13 @@ const ORDER: ReadonlyArray<Next> = ["stopping", "drain", "close", "shutdown"]
 export const snapshot = ({ deadlines, entries, now }: Source): Progress => {
   const open: Array<Open> = []
   for (const entry of entries) {
-    if (entry.state === "closed") continue
-    open.push({ name: entry.name, kind: entry.kind, state: entry.state, inFlight: entry.inFlight?.count })
+    if (entry.state._tag === "Closed") continue
+    open.push({
+      name: entry.name,
+      kind: entry.kind,
+      state: entry.intakeStopped ? "closing" : "open",
+      inFlight: entry instanceof Counted ? entry.inFlight.count : undefined
+    })
   }
   const deadline = ORDER.find((name) => deadlines[name] > now)
   return {

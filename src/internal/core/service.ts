@@ -1,25 +1,13 @@
 /**
- * What the quit event is, to every component and to user code: its phases,
- * its reasons, the deadlines fixed when it fires, and the service's members.
- * The machinery behind them is `quit.ts`.
+ * What the quit event is to the rest of the program: an opaque service (the
+ * public `Quit` module's functions read it), and the reasons it fires for.
  *
  * @internal
  */
-import { Context, type Effect, type Stream } from "effect"
-import type { Options } from "./options.ts"
+import { Context } from "effect"
 
 /** @internal */
-export type Phase = "starting" | "running" | "draining" | "stopping" | "stopped"
-
-/** @internal */
-export interface PhaseChange {
-  readonly phase: Phase
-  /**
-   * Epoch milliseconds on Effect's `Clock` (so `TestClock` in tests): the wall
-   * clock when the quit event was made, advanced by the monotonic clock.
-   */
-  readonly at: number
-}
+export const TypeId: unique symbol = Symbol.for("effect-graceful/Quit")
 
 /** @internal */
 export type Reason =
@@ -46,55 +34,14 @@ export const describeReason = (reason: Reason): string => {
 }
 
 /**
- * The instants fixed when the quit event fires, in epoch milliseconds of
- * Effect's `Clock`: every component reads the same ones, so that timeouts
- * never add up along the layer graph.
- *
- * @internal
- */
-export interface Deadlines {
-  /** The quit event. */
-  readonly fired: number
-  /** The end of the drain delay: listeners close, phase `stopping`. `fired` when it fired while starting. */
-  readonly stopping: number
-  /** The drain deadline: units still in flight are cut, in every group. */
-  readonly drain: number
-  /** The close deadline: closers still running are abandoned. */
-  readonly close: number
-  /** The shutdown deadline: `Main.runMain` exits, whatever is still open. */
-  readonly shutdown: number
-}
-
-/** A deadline by the name of the moment it ends. @internal */
-export type Deadline = Exclude<keyof Deadlines, "fired">
-
-/**
- * What the quit event promises to every component and to user code. The
- * public `Quit` module documents the same members as functions.
+ * The quit event service, opaque: the public `Quit` module's functions read
+ * it (`Quit.phase`, `Quit.fired`, `Quit.fire`…).
  *
  * @internal
  */
 export interface Service {
-  /** The resolved options (environment over code over defaults, then the budget rule). */
-  readonly options: Options
-  /** The current phase and when it began. Phases only move forward. */
-  readonly phase: PhaseChange
-  /** Every phase reached so far, in order. */
-  readonly history: ReadonlyArray<PhaseChange>
-  /** The current phase, then every change, until `stopped`. */
-  readonly phases: Stream.Stream<PhaseChange>
-  /** Whether the quit event has fired. Also true once the program's layers are being released. */
-  readonly hasFired: () => boolean
-  /** Completes with the reason when the quit event fires, at once if it has. */
-  readonly fired: Effect.Effect<Reason>
-  /** Why it fired; `undefined` before. */
-  readonly reason: Reason | undefined
-  /** Fires once (true); later calls are harmless (false) and keep the first reason. */
-  readonly fire: (reason: Reason) => boolean
-  /** The instants fixed when it fired; `undefined` before. */
-  readonly deadlines: Deadlines | undefined
+  readonly [TypeId]: typeof TypeId
 }
 
 /** @internal */
 export class Quit extends Context.Service<Quit, Service>()("effect-graceful/Quit") {}
-

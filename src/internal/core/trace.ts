@@ -13,13 +13,13 @@
  * @internal
  */
 import { Context, Exit, Option, Tracer } from "effect"
-import type { Entry } from "./registry.ts"
+import { Counted, type Registry } from "./registry.ts"
 
 /** What the trace is made of. @internal */
 export interface Source {
   readonly deadlines: { readonly fired: number } | undefined
   readonly history: ReadonlyArray<{ readonly phase: string; readonly at: number }>
-  readonly entries: ReadonlyArray<Entry>
+  readonly registry: Registry
   now(): number
 }
 
@@ -69,19 +69,20 @@ const spans = (tracer: Tracer.Tracer, source: Source, summary: Summary, fired: n
   const draining = make("draining", root, fired, {})
   draining.end(nanos(stoppingAt ?? stoppedAt), Exit.void)
   const stopping = stoppingAt === undefined ? undefined : make("stopping", root, stoppingAt, {})
-  for (const entry of source.entries) {
+  for (const entry of source.registry.entries) {
     // The report's row: the same outcome and counts, whoever reads them.
     const row = entry.toRow(now)
-    const span = make(`${row.kind} ${row.name}`, stopping ?? root, entry.closeStartedAt ?? stoppedAt, {
+    const state = entry.state
+    const span = make(`${row.kind} ${row.name}`, stopping ?? root, state._tag === "Open" ? stoppedAt : state.since, {
       name: row.name,
       kind: row.kind,
       outcome: row.outcome,
       detail: row.detail,
       "in_flight.at_drain": row.inFlightAtDrain,
       "in_flight.at_end": row.inFlightAtEnd,
-      cut: entry.inFlight === undefined ? undefined : entry.cut?.count ?? 0
+      cut: entry instanceof Counted ? entry.cut?.count ?? 0 : undefined
     })
-    span.end(nanos(entry.closedAt ?? stoppedAt), row.outcome === "done" ? Exit.void : Exit.fail(row.outcome))
+    span.end(nanos(state._tag === "Closed" ? state.at : stoppedAt), row.outcome === "done" ? Exit.void : Exit.fail(row.outcome))
   }
   stopping?.end(nanos(stoppedAt), Exit.void)
   root.end(nanos(stoppedAt), summary.exitCode === undefined || summary.exitCode === 0 ? Exit.void : Exit.fail(summary.ending))

@@ -253,11 +253,14 @@ export const serve = <R>(
       })
     // Steps 2 and 3. tryShutdown's callback is not awaited here: the group's
     // wait-until-idle is the wait, and it ends the moment the last call does.
-    const group = yield* groups.make(quit, name, {
+    const { group, inFlight } = yield* groups.make(quit, name, {
       kind: "grpc",
       drainTimeout: options.drainTimeout,
       // Step 1: NOT_SERVING the moment the quit event fires — before the drain delay.
       onFire: () => health.quit(),
+      // Step 2, in the turn the drain delay ends; the drain's own stop is for a
+      // scope that closes while the program runs on.
+      onStopping: stop,
       onStop: Effect.sync(stop),
       onCut: Effect.sync(() => server.forceShutdown()),
       afterDrain: closeConnections
@@ -265,7 +268,8 @@ export const serve = <R>(
     const runtime = makeRuntime<R>({
       name: group.name,
       context: yield* Effect.context<R>(),
-      track: groups.trackHere(group),
+      // Counted in the call's own fiber, which the cut interrupts whole.
+      track: (unit) => inFlight.track(unit),
       closing: group.closing,
       isStopping: () => stopping
     })

@@ -41,10 +41,6 @@ export interface Clock {
   readonly schedule: Schedule
 }
 
-// Not finished, and not destroyed: a destroyed response has emitted its
-// `close`, or is about to, and must not be waited for.
-const isUnfinished = (response: Http.ServerResponse): boolean => !response.writableFinished && !response.destroyed
-
 const stopListening: (this: Net.Server, callback: () => void) => void = Net.Server.prototype.close
 const noop = () => {}
 
@@ -74,7 +70,6 @@ export class Connections {
   // The server's own `close`, taken before anyone (a framework) puts another in its place.
   readonly #close: (callback: () => void) => void
   readonly #controller: AbortController
-  readonly #shared: Shared
   readonly #all = new Set<Connection>()
   // Whether each HTTP/1 response's end is noted before the quit event too:
   // when the listener may close less than the grace after it.
@@ -104,7 +99,6 @@ export class Connections {
     this.#close = server.close
     this.#controller = controller
     const shared: Shared = { all: this.#all, schedule: clock.schedule, millis: clock.millis, grace }
-    this.#shared = shared
     this.#stampAlways = drainDelay < grace
     // Listened to before the server listens, so that no connection escapes
     // us, and before the server's own listener: an HTTP/2 server starts its

@@ -127,7 +127,7 @@ export const drainOnClose = (
         Effect.as(quit.until(quit.now() + Duration.toMillis(closeTimeout), deadline), false)
       )
     const stop = steps.stop ?? (() => connections.stop())
-    const group = yield* groups.make(quit, name, {
+    const { group, inFlight } = yield* groups.make(quit, name, {
       kind: "http",
       drainTimeout: options.drainTimeout,
       closeTimeout: options.closeTimeout,
@@ -148,8 +148,7 @@ export const drainOnClose = (
           if (!(yield* closedBy("shutdown"))) yield* Effect.logWarning(`${name}: connections still open after they were destroyed`)
         })
     })
-    const entry = quit.find(group.name)
-    if (entry?.inFlight !== undefined) connections.count(entry.inFlight)
+    connections.count(inFlight)
     return group
   })
 

@@ -8,6 +8,7 @@
 import type { Duration } from "effect"
 import { Cause, Effect, Exit, Metric, Pull, Schedule } from "effect"
 import { current, type Quit, type QuitImpl } from "../core/quit.ts"
+import * as sequence from "../core/sequence.ts"
 import type { Pool, Slot } from "./pool.ts"
 
 /** A retry schedule: its input is the failure's cause. @internal */
@@ -180,7 +181,7 @@ class Runner<A, E, R> {
 
   #failApp(reason: string, cause: Cause.Cause<unknown>): Effect.Effect<boolean> {
     return Effect.logError(`${reason}; failing the app`, cause).pipe(
-      Effect.andThen(Effect.sync(() => this.#quit.fail({ _tag: "Failure", reason, error: Cause.squash(cause) }))),
+      Effect.andThen(Effect.sync(() => sequence.fail(this.#quit, { _tag: "Failure", reason, error: Cause.squash(cause) }))),
       Effect.as(false)
     )
   }
