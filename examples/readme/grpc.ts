@@ -14,11 +14,7 @@ const GreeterLive = Layer.unwrap(Effect.map(Grpc.loadService<Greeter>("greeter.p
       SayHello: Grpc.unary(({ name }) => Effect.succeed({ message: `hello ${name}` })),
       // A stream that ends with OK when the server stops, instead of being cut.
       Ticks: Grpc.serverStream((_request, call) =>
-        Stream.fromSchedule(Schedule.spaced("1 second")).pipe(
-          Stream.map((n) => ({ n })),
-          Stream.interruptWhen(call.closing)
-        )
-      )
+        Stream.fromSchedule(Schedule.spaced("1 second")).pipe(Stream.map((n) => ({ n })), Stream.interruptWhen(call.closing)))
     })]
   })))
 

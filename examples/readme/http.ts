@@ -1,20 +1,13 @@
 import express from "express"
-import { Effect, Layer, Schedule, Stream } from "effect"
+import { Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { createServer } from "node:http"
 import { Health, Http, Main } from "effect-graceful"
 
 // An Effect app: a drop-in for NodeHttpServer.layer.
-const events = Stream.fromSchedule(Schedule.spaced("1 second")).pipe(Stream.map((n) => `data: ${n}\n\n`))
-const Routes = Layer.mergeAll(
-  HttpRouter.add("GET", "/", HttpServerResponse.text("hello")),
-  // A long-lived response that ends itself, with a last event, when the server drains.
-  HttpRouter.add("GET", "/events", Effect.map(
-    Http.endOnClose(events, "event: bye\ndata: closing\n\n"),
-    (stream) => HttpServerResponse.stream(Stream.encodeText(stream), { contentType: "text/event-stream" })
-  ))
+const Api = HttpRouter.serve(HttpRouter.add("GET", "/", HttpServerResponse.text("hello"))).pipe(
+  Layer.provide(Http.layer(() => createServer(), { port: 8080, name: "api" }))
 )
-const Api = HttpRouter.serve(Routes).pipe(Layer.provide(Http.layer(() => createServer(), { port: 8080, name: "api" })))
 
 // Any framework's Node server: Express, Koa, node:http, node:http2 (Fastify: Http.layerFastify).
 const app = express().get("/", (_request, response) => response.send("hello from express"))

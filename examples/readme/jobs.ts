@@ -14,7 +14,6 @@ const Resizer = JobQueue.layerWorker("resizer", (job) => resize(job.payload), {
   commit: (db, job, bytes) => db.prepare("INSERT INTO resized (job, bytes) VALUES (?, ?)").run(job.id, bytes)
 })
 
-export const enqueue = JobQueue.enqueue(["cat.png", "dog.png"])
-export const stats = JobQueue.stats // { pending, claimed, done, failed }
+export const enqueue = JobQueue.enqueue(["cat.png", "dog.png"]) // JobQueue.stats counts them
 
 Main.runMain(Resizer.pipe(Layer.provide(Jobs)))

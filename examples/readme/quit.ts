@@ -1,25 +1,18 @@
-import { Effect, Queue } from "effect"
+import { Effect, Layer } from "effect"
 import { Quit } from "effect-graceful"
 
-// Go's `for !quit.HasFired() { … }`
-export const poller = Effect.gen(function*() {
-  while (!(yield* Quit.hasFired)) {
-    yield* Effect.sleep("1 second")
-  }
-})
+declare const sendReceipt: (order: string) => Effect.Effect<void>
+declare const legacyApp: { onShutdown(hook: () => void): void }
 
-// Go's `select { case item := <-items: … case <-quit.Done(): … }`
-export const takeOrQuit = (items: Queue.Queue<string>) =>
-  Effect.raceFirst(Effect.map(Queue.take(items), (item) => `took ${item}`), Effect.as(Quit.fired, "quit"))
+// A unit of work outside any server or worker: counted in flight while it runs, waited for
+// at shutdown, cut at the drain deadline.
+export const receipt = (order: string) => sendReceipt(order).pipe(Quit.track("receipts"), Effect.forkDetach)
 
-// GracefulStop from code, and from a plain callback outside Effect.
+// The quit event fired from code, and from a plain callback outside Effect.
 export const adminShutdown = Quit.fire("admin requested a shutdown")
-export const bridge = Effect.gen(function*() {
-  const stop = yield* Quit.trigger
-  process.once("message", (message) => message === "shutdown" && stop("the parent process asked"))
-})
+export const Bridge = Layer.effectDiscard(
+  Effect.map(Quit.trigger, (fire) => legacyApp.onShutdown(() => fire("the legacy app shut down")))
+)
 
-// AddGoroutine/DoneGoroutine, structurally: counted for exactly as long as it runs.
-export const sendReceipt = Effect.log("receipt sent").pipe(Quit.track("receipts"), Effect.forkDetach)
-export const receiptsInFlight = Quit.inFlight("receipts")
-export const receiptsDone = Quit.awaitIdle("receipts")
+// What is left until the close deadline, for a client's own close(timeout).
+export const closeBudget = Quit.timeLeft("close")

@@ -12,6 +12,3 @@ export const Emails = Layer.effectDiscard(Effect.gen(function*() {
     onFailure: Worker.retry(Schedule.exponential("100 millis").pipe(Schedule.upTo({ times: 3 })))
   })
 }))
-
-// A loop with a pause between units (the pause is cut at once by the quit event).
-export const Cleanup = Worker.layerLoop("cleanup", Effect.log("cleaning up"), { spaced: "30 seconds" })

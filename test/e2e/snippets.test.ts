@@ -1,12 +1,14 @@
 /**
- * Every README snippet and JSDoc `@example` that is a program runs, as it is,
- * in a process of its own, and keeps its promise under a real SIGTERM: it starts, becomes ready,
+ * Every snippet of the README and docs/ and every JSDoc `@example` that is a
+ * program runs, as it is, in a process of its own, and keeps its promise
+ * under a real SIGTERM: it starts, becomes ready,
  * and drains — exit 0 and a graceful report in which nothing was cut,
  * abandoned, timed out or failed (NodeRuntime.runMain: its own 130, the
  * closers run). A snippet that loses work, hangs or cannot start fails here.
  *
  * The snippets are the files under examples/readme/ (test/readme.test.ts
- * checks the README quotes them exactly); the JSDoc programs are written to
+ * checks that the README and the pages under docs/ quote them exactly, and
+ * that every one of them is quoted); the JSDoc programs are written to
  * bench/.tmp/jsdoc-programs/ (inside the repository, so that their imports
  * resolve). A program that starts nothing observable under another runner
  * (no server, no 'ready') cannot be told apart from a hung one and is left
@@ -73,9 +75,13 @@ const runs = (file: string) => {
   }
 }
 
-describe("the README's snippets, run", () => {
-  it("finds the programs among them", () => {
-    assert.includeMembers(snippets, ["quick-start.ts", "http.ts", "grpc.ts", "jobs.ts", "node-runtime.ts", "readiness.ts", "telemetry.ts"])
+describe("the snippets of the README and docs/, run", () => {
+  it("finds the programs among them: the README's and the docs' alike", () => {
+    const quoted = ["README.md", ...readdirSync(`${root}docs`).filter((name) => name.endsWith(".md")).map((name) => `docs/${name}`)]
+      .flatMap((page) => [...readFileSync(root + page, "utf8").matchAll(/<!-- examples\/readme\/([\w.-]+\.ts) -->\n```ts\n/g)].map(([, name]) => name!))
+    const programs = quoted.filter((name) => isProgram(readFileSync(dir + name, "utf8")))
+    assert.includeMembers(programs, ["quick-start.ts", "http.ts", "fastify.ts", "grpc.ts", "jobs.ts", "node-runtime.ts", "readiness.ts", "telemetry.ts"])
+    assert.sameMembers(snippets, [...new Set(programs)], "every program quoted is run, and every one run is quoted")
   })
   for (const name of snippets) it(`${name}: starts, is ready, and drains on SIGTERM, losing nothing`, runs(dir + name))
 })
