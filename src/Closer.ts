@@ -60,8 +60,9 @@ export const callback = (register: (done: (error?: unknown) => void) => void): E
 
 /**
  * Ends a child process: sends `signal` (default `SIGTERM`) and completes when
- * it exits — at once if it already has. If the close timeout abandons it, the
- * process is killed with `SIGKILL`, so it never outlives its closer.
+ * it exits — at once if it already has. If the close timeout abandons it, or
+ * the process exits while it waits (a second signal, the shutdown deadline),
+ * the child is killed with `SIGKILL`: it never outlives its service.
  *
  * @example
  * ```ts
