@@ -36,7 +36,7 @@ import * as groups from "./internal/core/group.ts"
 import type { InvalidOption } from "./internal/core/options.ts"
 import { current, type QuitImpl } from "./internal/core/quit.ts"
 import { Connections, type NodeServer } from "./internal/http/connections.ts"
-import { type BindError, bindError, describeAddress, listen } from "./internal/http/listen.ts"
+import { type BindError, bindError, describeAddress, listen, where } from "./internal/http/listen.ts"
 import type { DurationInput } from "./Options.ts"
 import type * as Quit from "./Quit.ts"
 
@@ -335,7 +335,7 @@ export const layerNode = <S extends NodeServer>(
     // request reaches them unseen; the group is registered, and counting
     // begins, once it listens, so that a bind error leaves no row in the report.
     connections.adopt(intercept(quit, options.health))
-    yield* listen(server, split(options))
+    yield* listen(server, split(options), options.name ?? "http")
     const group = yield* drainOnClose(quit, connections, options, Effect.sync(() => connections.cut()))
     yield* Effect.logInfo(`${group.name} listening on ${describeAddress(server, server instanceof Tls.Server ? "https" : "http")}`)
   }))
@@ -378,7 +378,7 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
     const controller = new AbortController()
     const server = evaluate(setupFor(controller))
     const connections = new Connections(server, controller, clock(quit), grace(own))
-    const nodeOptions = split(options)
+    const nodeOptions = where(options.name ?? "http", split(options))
     const inner = yield* NodeHttpServer.make(() => server, nodeOptions).pipe(
       Effect.mapError((error) => bindError(nodeOptions, error.cause))
     )

@@ -26,6 +26,7 @@ import * as Options from "./Options.ts"
 import * as Quit from "./Quit.ts"
 import * as Report from "./Report.ts"
 import * as Shutdown from "./Shutdown.ts"
+import * as Systemd from "./Systemd.ts"
 
 /**
  * A program for {@link runMain}: a layer to launch (the usual case: servers,
@@ -131,7 +132,9 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   // would cost a turn of the event loop. Should the fiber end otherwise
   // (a defect in the runner itself), its observer exits 1.
   const ready = sendReady ? Effect.forkDetach(announceReady(quit)) : Effect.void
-  const run = Effect.andThen(ready, Shutdown.run(toEffect(program))).pipe(
+  // The hosts: systemd's notifications (with NOTIFY_SOCKET).
+  const hosts = Effect.forkDetach(Systemd.run)
+  const run = Effect.andThen(Effect.andThen(ready, hosts), Shutdown.run(toEffect(program))).pipe(
     Effect.tap((report) => Report.log(report, resolved.logFormat)),
     Effect.map((report) => report.exitCode)
   )

@@ -12,6 +12,7 @@
  * - `Shutdown` — the shutdown sequence as an Effect.
  * - `Options` — drain delay, drain, close and shutdown timeouts from code and env; the budget rule.
  * - `Report` — the shutdown report.
+ * - `Systemd` — systemd's notifications (READY, STOPPING, STATUS, the watchdog) and socket activation.
  *
  * gRPC lives at `effect-graceful/Grpc`, so that programs without gRPC need not
  * install its optional peer dependencies.
@@ -27,4 +28,5 @@ export * as Options from "./Options.ts"
 export * as Quit from "./Quit.ts"
 export * as Report from "./Report.ts"
 export * as Shutdown from "./Shutdown.ts"
+export * as Systemd from "./Systemd.ts"
 export * as Worker from "./Worker.ts"
