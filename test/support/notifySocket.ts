@@ -51,6 +51,8 @@ export interface NotifySocket {
   readonly messages: () => ReadonlyArray<string>
   /** Resolves once a message satisfies `predicate`. */
   readonly waitFor: (predicate: (text: string) => boolean, timeoutMs?: number) => Promise<string>
+  /** The result of the probe made when READY=1 arrived. */
+  readonly probed: (timeoutMs?: number) => Promise<Received>
   readonly close: () => void
 }
 
@@ -86,7 +88,9 @@ export const notifySocket = async (options: { readonly probePort?: number } = {}
       listener()
     })
   await wait(() => received.some((r) => r.kind === "bound"), "the socket to be bound", 10_000)
-  const messages = () => received.flatMap((r) => r.kind === "message" ? [r.text] : [])
+  // systemd-notify follows each message with BARRIER=1 (and waits until the fd it
+  // passes with it is closed, as systemd does once it has read what came before).
+  const messages = () => received.flatMap((r) => r.kind === "message" && r.text !== "BARRIER=1" ? [r.text] : [])
   return {
     path,
     received: () => received,
@@ -94,6 +98,10 @@ export const notifySocket = async (options: { readonly probePort?: number } = {}
     waitFor: async (predicate, timeoutMs = 15_000) => {
       await wait(() => messages().some(predicate), String(predicate), timeoutMs)
       return messages().find(predicate)!
+    },
+    probed: async (timeoutMs = 15_000) => {
+      await wait(() => received.some((r) => r.kind === "probe"), "the probe at READY=1", timeoutMs)
+      return received.find((r) => r.kind === "probe")!
     },
     close: () => void child.kill("SIGKILL")
   }

@@ -12,7 +12,9 @@
  *   SIGTERM and SIGINT (systemd signals the whole control group) and ends
  *   with this process (end of its input) — needs `NotifyAccess=all`;
  * - `systemd-notify`: systemd's own tool, spawned for each message, one at a
- *   time so that they arrive in order — needs `NotifyAccess=all`.
+ *   time so that they arrive in order (what queues meanwhile goes out as one
+ *   message) — needs `NotifyAccess=all`, unless it runs as root: then it
+ *   sends with its parent's PID, the main PID.
  *
  * @internal
  */
@@ -128,27 +130,34 @@ const helper = (socket: string, onError: (error: unknown) => void): Transport | 
 const perMessage = (socket: string, onError: (error: unknown) => void): Transport | undefined => {
   const tool = which("systemd-notify")
   if (tool === undefined) return undefined
-  // One at a time: spawned at once, they could arrive in any order.
-  let chain: Promise<void> = Promise.resolve()
+  // One at a time — spawned at once, they could arrive in any order — and
+  // what queued meanwhile goes out together, as one message: its lines in
+  // order (systemd reads them in order: a later STATUS= wins).
+  const queue: Array<string> = []
+  let running = false
+  const next = () => {
+    if (queue.length === 0) {
+      running = false
+      return
+    }
+    running = true
+    const lines = queue.splice(0).flatMap((message) => message.split("\n"))
+    const args = lines.filter((line, i) => line !== "WATCHDOG=1" || lines.indexOf(line) === i)
+    const child = spawn(tool, args, { stdio: "ignore", env: { ...process.env, NOTIFY_SOCKET: socket } })
+    child.on("error", (error) => {
+      onError(error)
+      next()
+    })
+    child.on("exit", (code) => {
+      if (code !== 0) onError(new Error(`systemd-notify exited ${code}`))
+      next()
+    })
+  }
   return {
     kind: "systemd-notify",
     send: (message) => {
-      chain = chain.then(() =>
-        new Promise<void>((resolve) => {
-          const child = spawn(tool, message.split("\n"), {
-            stdio: "ignore",
-            env: { ...process.env, NOTIFY_SOCKET: socket }
-          })
-          child.on("error", (error) => {
-            onError(error)
-            resolve()
-          })
-          child.on("exit", (code) => {
-            if (code !== 0) onError(new Error(`systemd-notify exited ${code}`))
-            resolve()
-          })
-        })
-      )
+      queue.push(message)
+      if (!running) next()
     },
     close: () => {}
   }
