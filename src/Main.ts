@@ -22,7 +22,8 @@ import { Cause, Duration, Effect, Exit, Layer, Runtime, Scope } from "effect"
 import { bounded } from "./internal/core/bounded.ts"
 import { loggerLayer, make } from "./internal/core/layer.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
-import * as Options from "./Options.ts"
+import type * as Options from "./Options.ts"
+import * as Platform from "./Platform.ts"
 import * as Quit from "./Quit.ts"
 import * as Report from "./Report.ts"
 import * as Shutdown from "./Shutdown.ts"
@@ -100,7 +101,8 @@ export interface RunOptions extends Options.Input {
  */
 export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void => {
   const { sendReady = true, telemetry, ...input } = options
-  const loaded = Effect.runSyncExit(Options.load(input))
+  // Options.load with the platform's preset (Cloud Run, Fly.io, …) applied.
+  const loaded = Effect.runSyncExit(Platform.load(input))
   if (Exit.isFailure(loaded)) {
     const format = process.env["LOG_FORMAT"] === "json" ? "json" : "text"
     const error = Cause.squash(loaded.cause)
@@ -111,12 +113,13 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
     )
     return flushThenExit(1)
   }
-  const resolved = loaded.value
+  const { applied, options: resolved } = loaded.value
   const logger = loggerLayer(resolved.logFormat)
   // Made under the logger: what the quit event logs by itself (a cut at the
   // drain deadline) is written like everything else.
   const quit = Effect.runSync(make(resolved, "starting").pipe(Effect.provide(logger)))
   const logSync = (effect: Effect.Effect<void>) => Effect.runFork(Effect.provide(effect, logger))
+  logSync(Platform.log(applied))
   const uninstall = install(quit, logSync)
   let exiting = false
   // Once: the main fiber's observer runs as the fiber ends, after the exit

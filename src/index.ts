@@ -11,6 +11,7 @@
  * - `Main` — the process runner (`Main.runMain`).
  * - `Shutdown` — the shutdown sequence as an Effect.
  * - `Options` — drain delay, drain, close and shutdown timeouts from code and env; the budget rule.
+ * - `Platform` — the platforms' stop contracts (Cloud Run, ECS, Fly.io, Heroku, Nomad, Kubernetes) as presets.
  * - `Report` — the shutdown report.
  * - `Systemd` — systemd's notifications (READY, STOPPING, STATUS, the watchdog) and socket activation.
  *
@@ -25,6 +26,7 @@ export * as Http from "./Http.ts"
 export * as JobQueue from "./JobQueue.ts"
 export * as Main from "./Main.ts"
 export * as Options from "./Options.ts"
+export * as Platform from "./Platform.ts"
 export * as Quit from "./Quit.ts"
 export * as Report from "./Report.ts"
 export * as Shutdown from "./Shutdown.ts"
