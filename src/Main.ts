@@ -18,10 +18,12 @@
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect, Exit, Layer, Runtime, Scope } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Option, Runtime, Scope } from "effect"
 import { bounded } from "./internal/core/bounded.ts"
 import { loggerLayer, make } from "./internal/core/layer.ts"
+import * as exitCodes from "./internal/hosts/exitCode.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
+import * as Memory from "./Memory.ts"
 import type * as Options from "./Options.ts"
 import * as Platform from "./Platform.ts"
 import * as Quit from "./Quit.ts"
@@ -64,6 +66,11 @@ export interface RunOptions extends Options.Input {
    * ones too. Failing to build them is logged, and the process exits 1.
    */
   readonly telemetry?: Layer.Layer<never, unknown> | undefined
+  /**
+   * Memory pressure (see `Memory`): the quit event fires before the OOM
+   * killer. Off unless `highWater` (or `MEMORY_HIGH_WATER`) is set.
+   */
+  readonly memory?: Memory.Options | undefined
 }
 
 /**
@@ -100,9 +107,9 @@ export interface RunOptions extends Options.Input {
  * @since 0.1.0
  */
 export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void => {
-  const { sendReady = true, telemetry, ...input } = options
-  // Options.load with the platform's preset (Cloud Run, Fly.io, …) applied.
-  const loaded = Effect.runSyncExit(Platform.load(input))
+  const { memory, sendReady = true, telemetry, ...input } = options
+  // Options.load with the platform's preset (Cloud Run, Fly.io, …) applied; memory pressure's settings.
+  const loaded = Effect.runSyncExit(Effect.all([Platform.load(input), Memory.settings(memory)]))
   if (Exit.isFailure(loaded)) {
     const format = process.env["LOG_FORMAT"] === "json" ? "json" : "text"
     const error = Cause.squash(loaded.cause)
@@ -113,7 +120,7 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
     )
     return flushThenExit(1)
   }
-  const { applied, options: resolved } = loaded.value
+  const [{ applied, options: resolved }, memorySettings] = loaded.value
   const logger = loggerLayer(resolved.logFormat)
   // Made under the logger: what the quit event logs by itself (a cut at the
   // drain deadline) is written like everything else.
@@ -135,9 +142,14 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   // would cost a turn of the event loop. Should the fiber end otherwise
   // (a defect in the runner itself), its observer exits 1.
   const ready = sendReady ? Effect.forkDetach(announceReady(quit)) : Effect.void
-  // The hosts: systemd's notifications (with NOTIFY_SOCKET).
-  const hosts = Effect.forkDetach(Systemd.run)
+  // The hosts: systemd's notifications (with NOTIFY_SOCKET), memory pressure (opt-in).
+  const hosts = Effect.andThen(
+    Effect.forkDetach(Systemd.run),
+    Option.match(memorySettings, { onNone: () => Effect.void, onSome: (settings) => Effect.forkDetach(Memory.run(settings)) })
+  )
   const run = Effect.andThen(Effect.andThen(ready, hosts), Shutdown.run(toEffect(program))).pipe(
+    // A host that fired the quit event may ask for an exit code of its own (memory pressure: 75).
+    Effect.map((report) => ({ ...report, exitCode: exitCodes.resolve(quit, report.exitCode) })),
     Effect.tap((report) => Report.log(report, resolved.logFormat)),
     Effect.map((report) => report.exitCode)
   )

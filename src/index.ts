@@ -10,6 +10,7 @@
  * - `Health` — readiness and liveness driven by the quit event.
  * - `Main` — the process runner (`Main.runMain`).
  * - `Shutdown` — the shutdown sequence as an Effect.
+ * - `Memory` — memory pressure: the quit event fires before the OOM killer.
  * - `Options` — drain delay, drain, close and shutdown timeouts from code and env; the budget rule.
  * - `Platform` — the platforms' stop contracts (Cloud Run, ECS, Fly.io, Heroku, Nomad, Kubernetes) as presets.
  * - `Report` — the shutdown report.
@@ -25,6 +26,7 @@ export * as Health from "./Health.ts"
 export * as Http from "./Http.ts"
 export * as JobQueue from "./JobQueue.ts"
 export * as Main from "./Main.ts"
+export * as Memory from "./Memory.ts"
 export * as Options from "./Options.ts"
 export * as Platform from "./Platform.ts"
 export * as Quit from "./Quit.ts"
