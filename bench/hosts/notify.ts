@@ -131,7 +131,7 @@ const md = [
   "# sd_notify transports",
   "",
   `${MESSAGES} messages each, one at a time (sent, then awaited at a datagram socket of our own), on ${cpus()[0]?.model ?? "?"} ` +
-  `(${cpus().length} cores, shared), Node ${process.versions.node}. "First message from cold" includes opening the transport (the helper starts python3). ` +
+  `(${cpus().length} cores, shared), Node ${process.versions.node}. "First message from cold" includes opening the transport (the helper starts ${notify.which("python3")}). ` +
   `CPU per message is the steady state after it: this process, the helper, the systemd-notify processes it reaped (/proc, 10 ms ticks, ` +
   `averaged over the run). \`npm run bench:hosts\`.`,
   "",
@@ -144,5 +144,5 @@ const md = [
   ""
 ].join("\n")
 writeFileSync(new URL("./results.md", import.meta.url), md)
-writeFileSync(new URL("./results.json", import.meta.url), JSON.stringify({ messages: MESSAGES, node: process.versions.node, results }, null, 2) + "\n")
+writeFileSync(new URL("./results.json", import.meta.url), JSON.stringify({ messages: MESSAGES, node: process.versions.node, python3: notify.which("python3"), results }, null, 2) + "\n")
 console.log(md)
