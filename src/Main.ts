@@ -9,6 +9,7 @@
  * | --- | --- |
  * | 0 | the program completed, or a signal shut it down cleanly |
  * | 1 | the program failed; a resource failed or was abandoned while closing; the shutdown deadline passed; bad configuration; an uncaught exception |
+ * | 75 | memory pressure fired the quit event (`Memory`), and the shutdown went well |
  * | 128 + n | a second signal forced the exit (130 for SIGINT, 143 for SIGTERM) |
  *
  * Unlike Effect's `NodeRuntime.runMain` — which exits 130 after SIGTERM,
@@ -76,11 +77,16 @@ export interface RunOptions extends Options.Input {
 /**
  * Runs a program as the process's main, on Effect's `Runtime.makeRunMain`.
  *
- * 1. Resolves the options (environment over `options` over defaults). Bad
- *    configuration is logged, naming the variable and its value, and the
- *    process exits 1 before the program starts.
+ * 1. Resolves the options (environment over `options` over defaults), with
+ *    the platform's preset applied (`Platform`: Cloud Run, Fly.io, …, said
+ *    in one line). Bad configuration is logged, naming the variable and its
+ *    value, and the process exits 1 before the program starts.
  * 2. Builds the layers (phase `starting`), then phase `running`; with a
- *    parent process (PM2, Node's cluster), sends it `'ready'` then.
+ *    parent process (PM2, Node's cluster), sends it `'ready'` then; under
+ *    systemd (`NOTIFY_SOCKET`), `READY=1` once readiness passes, then
+ *    `STOPPING=1`, the progress and the watchdog (`Systemd`). With
+ *    `MEMORY_HIGH_WATER` (or `memory`), memory pressure fires the quit event
+ *    before the OOM killer (`Memory`).
  * 3. The first of the configured signals — or PM2's `'shutdown'` message
  *    (`shutdown_with_message`, and on Windows) — fires the quit event; the
  *    shutdown sequence of `Shutdown.run` follows. A signal while still
