@@ -5,11 +5,11 @@
  * server that takes its socket. No systemd: the files as systemd reads them.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect } from "effect"
+import { ConfigProvider, Duration, Effect, Option } from "effect"
 import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import { Options, Systemd } from "../src/index.ts"
+import { Memory, Options, Systemd } from "../src/index.ts"
 
 const read = (name: string) => readFileSync(new URL(`../examples/systemd/${name}`, import.meta.url), "utf8")
 const service = read("effect-graceful-example.service")
@@ -59,6 +59,14 @@ describe("the systemd units", () => {
       assert.isBelow(watchdog / 2 + SQLITE_BUSY_MS / 1000, watchdog)
       assert.isAtMost(Number(one(service, "TimeoutStartSec")), stopTimeout + 5)
       assert.match(one(service, "ExecStart"), /^\/usr\/bin\/node examples\/main\.ts$/, "node itself is the main process")
+      // Memory pressure needs a limit to measure against, and exits 75 for a restart.
+      const memory = Option.getOrThrow(yield* Memory.settings().pipe(
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
+      ))
+      assert.isBelow(memory.highWater, 1)
+      assert.match(one(service, "MemoryMax"), /^\d+[KMG]$/)
+      assert.strictEqual(one(service, "Restart"), "on-failure")
+      assert.include(service, `# ${Memory.EXIT_CODE}: stopped for memory pressure`)
     }))
 
   it("the socket unit holds the API's port and names the server that takes it", () => {
