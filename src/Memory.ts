@@ -35,6 +35,11 @@ import * as Quit from "./Quit.ts"
  * (systemd's `Restart=on-failure` restarts on it; Kubernetes and the other
  * platforms restart any exit), and not the 137 of an OOM kill.
  *
+ * @example
+ * ```ts
+ * import { Memory } from "effect-graceful"
+ * const restartWorthy = (code: number) => code === Memory.EXIT_CODE
+ * ```
  * @since 0.1.0
  */
 export const EXIT_CODE = 75
@@ -100,6 +105,12 @@ const duration = (variable: string, input: DurationInput | undefined, fallback: 
  * set (nothing to watch). Fails with `InvalidOption` for a value that cannot
  * be used.
  *
+ * @example
+ * ```ts
+ * import { Effect, Option } from "effect"
+ * import { Memory } from "effect-graceful"
+ * const watched = Effect.map(Memory.settings({ highWater: "90%" }), Option.isSome)
+ * ```
  * @since 0.1.0
  */
 export const settings = (options: Options = {}): Effect.Effect<Option.Option<Settings>, InvalidOption> =>
@@ -131,6 +142,12 @@ const percent = (n: number) => `${Math.round(n * 100)}%`
  * watch, or a setting cannot be used. `Main.runMain` runs it (with its
  * `memory` option); under another runner, use {@link layer}.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Memory, Quit } from "effect-graceful"
+ * const program = Effect.forkDetach(Memory.watch({ highWater: "90%", sustain: "10 seconds" })).pipe(Effect.provide(Quit.layer()))
+ * ```
  * @since 0.1.0
  */
 export const watch = (options: Options = {}): Effect.Effect<void, never, Quit.Quit> =>
@@ -143,6 +160,12 @@ export const watch = (options: Options = {}): Effect.Effect<void, never, Quit.Qu
  * {@link watch} with settings already resolved ({@link settings}): what
  * `Main.runMain` runs, having refused settings that cannot be used at start.
  *
+ * @example
+ * ```ts
+ * import { Effect, Option } from "effect"
+ * import { Memory } from "effect-graceful"
+ * const program = Effect.flatMap(Memory.settings({ highWater: 0.9 }), Option.match({ onNone: () => Effect.void, onSome: Memory.run }))
+ * ```
  * @since 0.1.0
  */
 export const run = (s: Settings): Effect.Effect<void, never, Quit.Quit> =>

@@ -40,6 +40,12 @@ export type Id = internal.Id
  * A platform's stop contract: its `signal`, its default `grace` until
  * SIGKILL, the `variable` that recognises it.
  *
+ * @example
+ * ```ts
+ * import { Duration } from "effect"
+ * import { Platform } from "effect-graceful"
+ * for (const p of Platform.presets) console.log(p.name, p.signal, Duration.format(p.grace))
+ * ```
  * @since 0.1.0
  */
 export type Preset = internal.Preset
@@ -150,6 +156,15 @@ export const apply = (input: Options.Input = {}): Effect.Effect<Applied, Options
  * shutdown timeout past it (SIGKILL comes before the report), or leaving
  * less than the margin.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Options, Platform } from "effect-graceful"
+ * const warnings = Effect.gen(function*() {
+ *   const applied = yield* Platform.apply()
+ *   return Platform.check(applied, yield* Options.load(applied.input))
+ * })
+ * ```
  * @since 0.1.0
  */
 export const check = (applied: Applied, options: Options.Options): ReadonlyArray<string> =>
@@ -174,6 +189,16 @@ export const check = (applied: Applied, options: Options.Options): ReadonlyArray
  * `warnings`. A budget that cannot hold fails with `InvalidOption`, saying
  * when the shutdown timeout came from the preset.
  *
+ * @example
+ * ```ts
+ * import { Duration, Effect } from "effect"
+ * import { Platform } from "effect-graceful"
+ * const program = Effect.gen(function*() {
+ *   const { applied, options } = yield* Platform.load({ drainDelay: "1 second" })
+ *   yield* Platform.log(applied)
+ *   yield* Effect.log(`shutdown timeout ${Duration.format(options.shutdownTimeout)}`)
+ * })
+ * ```
  * @since 0.1.0
  */
 export const load = (input: Options.Input = {}): Effect.Effect<
@@ -198,6 +223,12 @@ export const load = (input: Options.Input = {}): Effect.Effect<
  * Logs what {@link load} chose: the notes as information, the warnings as
  * warnings.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Platform } from "effect-graceful"
+ * const logged = Effect.flatMap(Platform.load(), ({ applied }) => Platform.log(applied))
+ * ```
  * @since 0.1.0
  */
 export const log = (applied: Applied): Effect.Effect<void> =>

@@ -41,6 +41,12 @@ import * as Quit from "./Quit.ts"
  * and the `TimeoutStopSec` of the example unit): the report, the flush of
  * the output (≤ 1 s) and of the telemetry (≤ 1 s), and the exit.
  *
+ * @example
+ * ```ts
+ * import { Duration } from "effect"
+ * import { Systemd } from "effect-graceful"
+ * const timeoutStopSec = (shutdownTimeout: Duration.Duration) => Duration.toSeconds(Duration.sum(shutdownTimeout, Systemd.MARGIN))
+ * ```
  * @since 0.1.0
  */
 export const MARGIN: Duration.Duration = Duration.seconds(5)
@@ -63,6 +69,12 @@ export interface Settings {
  * The settings from the environment, through `Config`; `None` without
  * `NOTIFY_SOCKET`. A value that cannot be used fails with `InvalidOption`.
  *
+ * @example
+ * ```ts
+ * import { Effect, Option } from "effect"
+ * import { Systemd } from "effect-graceful"
+ * const underSystemd = Effect.map(Systemd.settings, Option.isSome)
+ * ```
  * @since 0.1.0
  */
 export const settings: Effect.Effect<Option.Option<Settings>, InvalidOption> = read(Config.all({
@@ -175,6 +187,12 @@ const watchdog = (every: Duration.Duration): Effect.Effect<never> =>
  * runs it; under another runner, use {@link layer}. Logs a warning for a
  * setting it cannot use, or socket-activated sockets that no server took.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Quit, Systemd } from "effect-graceful"
+ * const program = Effect.forkDetach(Systemd.run).pipe(Effect.provide(Quit.layer()))
+ * ```
  * @since 0.1.0
  */
 export const run: Effect.Effect<void, never, Quit.Quit> = Effect.gen(function*() {
