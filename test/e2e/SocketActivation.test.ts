@@ -74,14 +74,20 @@ describe("socket activation (LISTEN_FDS)", () => {
     const child = await activate([port], ["http"], {}, ["/bin/bash", "-c", loop, process.execPath, fixture("activated.ts")])
 
     let loading = true
-    const replies: Array<Reply> = []
+    const replies: Array<Reply & { readonly sentAt: number }> = []
     const client = async () => {
-      while (loading) replies.push(await get(port, "/slow?ms=20"))
+      while (loading) {
+        const sentAt = performance.now()
+        replies.push({ ...(await get(port, "/slow?ms=20")), sentAt })
+      }
     }
     const clients = Array.from({ length: 4 }, client)
     const pids: Array<number> = []
+    const upAt: Array<number> = []
+    const stoppedAt: Array<number> = []
     for (let i = 1; i <= instances; i++) {
       await child.waitFor(new RegExp(`(PID \\d+[\\s\\S]*){${i}}`), 30_000)
+      upAt.push(performance.now())
       const pid = Number([...child.output().matchAll(/PID (\d+)/g)][i - 1]![1])
       pids.push(pid)
       // Some load on this instance, then stop it; the next one starts when it has exited.
@@ -98,6 +104,7 @@ describe("socket activation (LISTEN_FDS)", () => {
         loading = false
         await Promise.all(clients)
       }
+      stoppedAt.push(performance.now())
       process.kill(pid, "SIGTERM")
       await child.waitFor(new RegExp(`(EXITED 0[\\s\\S]*){${i}}`), 30_000)
     }
@@ -107,5 +114,13 @@ describe("socket activation (LISTEN_FDS)", () => {
     const servedBy = new Set(replies.map((reply) => Number(/served by (\d+)/.exec(reply.body)?.[1])))
     assert.deepStrictEqual([...servedBy].sort(), [...pids].sort(), "every instance served on the same socket")
     assert.strictEqual([...child.output().matchAll(/shutdown report: SIGTERM, graceful, exit 0/g)].length, instances)
+    // Across each restart, requests sent after the old instance was told to stop and before the
+    // next one was seen running were answered by the next one: they waited in the held socket's backlog.
+    for (let i = 1; i < instances; i++) {
+      const crossed = replies.filter((r) =>
+        r.sentAt > stoppedAt[i - 1]! && r.sentAt < upAt[i]! && r.body === `served by ${pids[i]}`
+      )
+      assert.isAtLeast(crossed.length, 1, `restart ${i}: a request waited for the next instance`)
+    }
   })
 })
