@@ -13,7 +13,7 @@
  *   with this process (end of its input) — needs `NotifyAccess=all`;
  * - `systemd-notify`: systemd's own tool, spawned for each message, one at a
  *   time so that they arrive in order (what queues meanwhile goes out as one
- *   message) — needs `NotifyAccess=all`, unless it runs as root: then it
+ *   message, as long as no key repeats) — needs `NotifyAccess=all`, unless it runs as root: then it
  *   sends with its parent's PID, the main PID.
  *
  * @internal
@@ -141,8 +141,18 @@ const perMessage = (socket: string, onError: (error: unknown) => void): Transpor
       return
     }
     running = true
-    const lines = queue.splice(0).flatMap((message) => message.split("\n"))
-    const args = lines.filter((line, i) => line !== "WATCHDOG=1" || lines.indexOf(line) === i)
+    // systemd-notify merges its arguments as an environment (a key given twice keeps the
+    // last value): a batch ends before a message that repeats a key, WATCHDOG=1 aside.
+    const args: Array<string> = []
+    const keys = new Set<string>()
+    while (queue.length > 0) {
+      const lines = queue[0]!.split("\n").filter((line) => !(line === "WATCHDOG=1" && keys.has("WATCHDOG")))
+      const fresh = lines.map((line) => line.slice(0, line.indexOf("=")))
+      if (args.length > 0 && fresh.some((key) => keys.has(key))) break
+      queue.shift()
+      for (const key of fresh) keys.add(key)
+      args.push(...lines)
+    }
     const child = spawn(tool, args, { stdio: "ignore", env: { ...process.env, NOTIFY_SOCKET: socket } })
     child.on("error", (error) => {
       onError(error)
