@@ -236,7 +236,7 @@ export const layer = (options: Options = {}): Layer.Layer<Server, BindError, Qui
       server.close()
       server.closeAllConnections()
     })
-    yield* Effect.acquireRelease(listen(server, listenOptions), () =>
+    yield* Effect.acquireRelease(listen(server, listenOptions, "health"), () =>
       quit.hasFired() ? Effect.asVoid(Effect.forkDetach(Effect.andThen(quit.reached("stopped"), close))) : close)
     yield* Effect.logInfo(`health listening on ${describeAddress(server, "http")}`)
     const address = server.address() as Net.AddressInfo

@@ -35,7 +35,7 @@ import { current } from "./internal/core/quit.ts"
 import type { Connections, NodeServer } from "./internal/http/connections.ts"
 import * as fastify from "./internal/http/fastify.ts"
 import type { ReadyError } from "./internal/http/fastify.ts"
-import { type BindError, bindError } from "./internal/http/listen.ts"
+import { type BindError, bindError, where } from "./internal/http/listen.ts"
 import * as serve from "./internal/http/serve.ts"
 import type * as Quit from "./Quit.ts"
 
@@ -338,7 +338,7 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
     const controller = new AbortController()
     const server = evaluate(serve.setupFor(controller))
     const connections = serve.connectionsOf(quit, server, controller, own)
-    const nodeOptions = serve.listenOptions(options)
+    const nodeOptions = where(options.name ?? "http", serve.listenOptions(options))
     const inner = yield* NodeHttpServer.make(() => server, nodeOptions).pipe(
       Effect.mapError((error) => bindError(nodeOptions, error.cause))
     )

@@ -9,6 +9,7 @@
  * | --- | --- |
  * | 0 | the program completed, or a signal shut it down cleanly |
  * | 1 | the program failed; a resource failed or was abandoned while closing; the shutdown deadline passed; bad configuration; an uncaught exception |
+ * | 75 | memory pressure fired the quit event (`Memory`), and the shutdown went well |
  * | 128 + n | a second signal forced the exit (130 for SIGINT, 143 for SIGTERM) |
  *
  * Unlike Effect's `NodeRuntime.runMain` — which exits 130 after SIGTERM,
@@ -18,17 +19,20 @@
  *
  * @since 0.1.0
  */
-import { Cause, Duration, Effect, Exit, Layer, Runtime, Scope } from "effect"
+import { Cause, Duration, Effect, Exit, Layer, Option, Runtime, Scope } from "effect"
 import { bounded } from "./internal/core/bounded.ts"
 import { loggerLayer, make } from "./internal/core/layer.ts"
 import * as engines from "./internal/core/engines.ts"
 import * as preflight from "./internal/core/preflight.ts"
 import * as sequence from "./internal/core/sequence.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
-import * as Options from "./Options.ts"
+import * as Memory from "./Memory.ts"
+import type * as Options from "./Options.ts"
+import * as Platform from "./Platform.ts"
 import * as Quit from "./Quit.ts"
 import * as Report from "./Report.ts"
 import * as Shutdown from "./Shutdown.ts"
+import * as Systemd from "./Systemd.ts"
 
 /**
  * A program for {@link runMain}: a layer to launch (the usual case: servers,
@@ -65,16 +69,26 @@ export interface RunOptions extends Options.Input {
    * ones too. Failing to build them is logged, and the process exits 1.
    */
   readonly telemetry?: Layer.Layer<never, unknown> | undefined
+  /**
+   * Memory pressure (see `Memory`): the quit event fires before the OOM
+   * killer. Off unless `highWater` (or `MEMORY_HIGH_WATER`) is set.
+   */
+  readonly memory?: Memory.Options | undefined
 }
 
 /**
  * Runs a program as the process's main, on Effect's `Runtime.makeRunMain`.
  *
- * 1. Resolves the options (environment over `options` over defaults). Bad
- *    configuration is logged, naming the variable and its value, and the
- *    process exits 1 before the program starts.
+ * 1. Resolves the options (environment over `options` over defaults), with
+ *    the platform's preset applied (`Platform`: Cloud Run, Fly.io, …, said
+ *    in one line). Bad configuration is logged, naming the variable and its
+ *    value, and the process exits 1 before the program starts.
  * 2. Builds the layers (phase `starting`), then phase `running`; with a
- *    parent process (PM2, Node's cluster), sends it `'ready'` then.
+ *    parent process (PM2, Node's cluster), sends it `'ready'` then; under
+ *    systemd (`NOTIFY_SOCKET`), `READY=1` once readiness passes, then
+ *    `STOPPING=1`, the progress and the watchdog (`Systemd`). With
+ *    `MEMORY_HIGH_WATER` (or `memory`), memory pressure fires the quit event
+ *    before the OOM killer (`Memory`).
  * 3. The first of the configured signals — or PM2's `'shutdown'` message
  *    (`shutdown_with_message`, and on Windows) — fires the quit event; the
  *    shutdown sequence of `Shutdown.run` follows. A signal while still
@@ -101,7 +115,7 @@ export interface RunOptions extends Options.Input {
  * @since 0.1.0
  */
 export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void => {
-  const { sendReady = true, telemetry, ...input } = options
+  const { memory, sendReady = true, telemetry, ...input } = options
   // One program per process: a second runner would exit the process under the
   // first one's work. It is refused, and the first one stops (exit 1).
   if (running !== undefined) {
@@ -115,7 +129,8 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
     sequence.fail(first, Quit.failure(reason))
     return
   }
-  const loaded = Effect.runSyncExit(Options.load(input))
+  // Options.load with the platform's preset (Cloud Run, Fly.io, …) applied; memory pressure's settings.
+  const loaded = Effect.runSyncExit(Effect.all([Platform.load(input), Memory.settings(memory)]))
   if (Exit.isFailure(loaded)) {
     const format = process.env["LOG_FORMAT"] === "json" ? "json" : "text"
     const error = Cause.squash(loaded.cause)
@@ -126,7 +141,7 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
     )
     return flushThenExit(1)
   }
-  const resolved = loaded.value
+  const [{ applied, options: resolved }, memorySettings] = loaded.value
   const logger = loggerLayer(resolved.logFormat)
   // Made under the logger: what the quit event logs by itself (a cut at the
   // drain deadline) is written like everything else.
@@ -135,6 +150,7 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   const old = engines.warnOnce()
   if (old !== undefined) Effect.runSync(Effect.logWarning(old).pipe(Effect.provide(logger)))
   const logSync = (effect: Effect.Effect<void>) => Effect.runFork(Effect.provide(effect, logger))
+  logSync(Platform.log(applied))
   const uninstall = install(quit, logSync)
   let exiting = false
   // Once: the main fiber's observer runs as the fiber ends, after the exit
@@ -150,9 +166,14 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   // would cost a turn of the event loop. Should the fiber end otherwise
   // (a defect in the runner itself), its observer exits 1.
   const ready = sendReady ? Effect.forkDetach(announceReady(quit)) : Effect.void
+  // The hosts: systemd's notifications (with NOTIFY_SOCKET), memory pressure (opt-in).
+  const hosts = Effect.andThen(
+    Effect.forkDetach(Systemd.run),
+    Option.match(memorySettings, { onNone: () => Effect.void, onSome: (settings) => Effect.forkDetach(Memory.run(settings)) })
+  )
   // The configuration the layers declared is checked before any is built.
   const checked = Effect.andThen(preflight.check, toEffect(program))
-  const run = Effect.andThen(ready, Shutdown.run(checked)).pipe(
+  const run = Effect.andThen(Effect.andThen(ready, hosts), Shutdown.run(checked)).pipe(
     Effect.tap((report) => Report.log(report, resolved.logFormat)),
     Effect.map((report) => report.exitCode)
   )

@@ -52,7 +52,9 @@ export type PhaseChange = internal.PhaseChange
 /**
  * Why the quit event fired. A `Failure` makes the exit code 1; `Released`
  * means the layers were released with no other reason (a runner's
- * interruption, `ManagedRuntime.dispose`, a test's scope).
+ * interruption, `ManagedRuntime.dispose`, a test's scope); `Host` is a host
+ * asking the service to stop (memory pressure: see `Memory`), with the exit
+ * code `Main.runMain` uses when the shutdown went well (75).
  *
  * @since 0.1.0
  */

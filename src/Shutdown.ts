@@ -145,7 +145,10 @@ const exitCode = (
   if (ending._tag === "deadline") return 1
   if (programExit !== undefined && Exit.isFailure(programExit) && !Cause.hasInterruptsOnly(programExit.cause)) return 1
   if (quit.failed) return 1
-  return rows.some((row) => row.outcome === "failed" || row.outcome === "timed out") ? 1 : 0
+  if (rows.some((row) => row.outcome === "failed" || row.outcome === "timed out")) return 1
+  // A host that asked for the shutdown (memory pressure) may ask for a code of its own.
+  const reason = quit.reason
+  return reason?._tag === "Host" ? reason.exitCode : 0
 }
 
 // The drain delay ends early if the program has already ended by itself.

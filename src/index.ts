@@ -10,8 +10,11 @@
  * - `Health` — readiness and liveness driven by the quit event.
  * - `Main` — the process runner (`Main.runMain`).
  * - `Shutdown` — the shutdown sequence as an Effect.
+ * - `Memory` — memory pressure: the quit event fires before the OOM killer.
  * - `Options` — drain delay, drain, close and shutdown timeouts from code and env; the budget rule.
+ * - `Platform` — the platforms' stop contracts (Cloud Run, ECS, Fly.io, Heroku, Nomad, Kubernetes) as presets.
  * - `Report` — the shutdown report.
+ * - `Systemd` — systemd's notifications (READY, STOPPING, STATUS, the watchdog) and socket activation.
  *
  * gRPC lives at `effect-graceful/Grpc`, so that programs without gRPC need not
  * install its optional peer dependencies.
@@ -23,8 +26,11 @@ export * as Health from "./Health.ts"
 export * as Http from "./Http.ts"
 export * as JobQueue from "./JobQueue.ts"
 export * as Main from "./Main.ts"
+export * as Memory from "./Memory.ts"
 export * as Options from "./Options.ts"
+export * as Platform from "./Platform.ts"
 export * as Quit from "./Quit.ts"
 export * as Report from "./Report.ts"
 export * as Shutdown from "./Shutdown.ts"
+export * as Systemd from "./Systemd.ts"
 export * as Worker from "./Worker.ts"

@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect } from "effect"
 import { readFileSync } from "node:fs"
-import { Options } from "../src/index.ts"
+import { Options, Platform } from "../src/index.ts"
 
 const yaml = readFileSync(new URL("../examples/k8s/deployment.yaml", import.meta.url), "utf8")
 
@@ -31,6 +31,11 @@ describe("the Kubernetes manifest", () => {
       const closeDeadline = seconds(options.drainDelay) + seconds(options.drainTimeout) + seconds(options.closeTimeout)
       assert.isAtMost(closeDeadline, seconds(options.shutdownTimeout))
       assert.isAbove(grace, seconds(options.shutdownTimeout), "the kubelet's SIGKILL comes after our own deadline")
+      assert.strictEqual(env["PLATFORM_GRACE"], `${grace}s`, "the Kubernetes preset knows the grace period")
+      const preset = yield* Platform.load().pipe(
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: { ...env, KUBERNETES_SERVICE_HOST: "10.0.0.1" } }))
+      )
+      assert.deepStrictEqual(preset.applied.warnings, [], "nothing in the manifest that the preset warns about")
       assert.notMatch(yaml, /preStop:/, "no preStop sleep: the drain delay is in the app")
       assert.match(yaml, /readinessProbe:\s+httpGet: \{ path: \/readyz/)
       assert.match(yaml, /livenessProbe:\s+httpGet: \{ path: \/livez/)

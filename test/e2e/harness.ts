@@ -27,10 +27,12 @@ export interface StartOptions {
   /** Arguments after the file. */
   readonly args?: ReadonlyArray<string>
   readonly cwd?: string
+  /** Run this program instead of this Node, `file` its first argument (`systemd-socket-activate`). */
+  readonly executable?: string
 }
 
 export const start = (file: string, env: Record<string, string> = {}, options: StartOptions = {}): Child => {
-  const child = spawn(process.execPath, [...(options.execArgv ?? []), file, ...(options.args ?? [])], {
+  const child = spawn(options.executable ?? process.execPath, [...(options.execArgv ?? []), file, ...(options.args ?? [])], {
     env: { ...process.env, ...env },
     cwd: options.cwd,
     // With `ipc`, the child has `process.send`, as under PM2 or Node's cluster.

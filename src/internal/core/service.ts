@@ -16,6 +16,8 @@ export type Reason =
   | { readonly _tag: "Failure"; readonly reason: string; readonly error: unknown }
   | { readonly _tag: "Completed" }
   | { readonly _tag: "Released" }
+  /** A host asked the service to stop (memory pressure), and for an exit code of its own if the shutdown goes well. */
+  | { readonly _tag: "Host"; readonly reason: string; readonly exitCode: number }
 
 /** @internal */
 export const describeReason = (reason: Reason): string => {
@@ -30,6 +32,8 @@ export const describeReason = (reason: Reason): string => {
       return "program completed"
     case "Released":
       return "layers released"
+    case "Host":
+      return reason.reason
   }
 }
 

@@ -159,7 +159,8 @@ const bind = (
   host: string,
   port: number,
   credentials: grpc.ServerCredentials,
-  reusePort: boolean
+  reusePort: boolean,
+  name: string
 ): Effect.Effect<{ readonly listener: Net.Server; readonly sockets: ReadonlySet<Net.Socket> }, BindError> =>
   Effect.gen(function*() {
     const injector = server.createConnectionInjector(credentials)
@@ -169,7 +170,7 @@ const bind = (
       socket.once("close", () => sockets.delete(socket))
       injector.injectConnection(socket)
     })
-    yield* listen(listener, { host, port, reusePort })
+    yield* listen(listener, { host, port, reusePort }, name)
     return { listener, sockets }
   })
 
@@ -278,7 +279,7 @@ export const serve = <R>(
     }
     if (options.health !== false) health.addTo(server)
     const credentials = options.credentials ?? grpc.ServerCredentials.createInsecure()
-    const own = yield* bind(server, host, port, credentials, options.reusePort === true)
+    const own = yield* bind(server, host, port, credentials, options.reusePort === true, name)
     listener = own.listener
     sockets = own.sockets
     const bound = (own.listener.address() as Net.AddressInfo).port

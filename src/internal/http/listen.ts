@@ -6,6 +6,7 @@
  */
 import { Data, Effect } from "effect"
 import type * as Net from "node:net"
+import * as activation from "../hosts/activation.ts"
 
 const REASONS: Record<string, string> = {
   EADDRINUSE: "address already in use",
@@ -41,14 +42,36 @@ const hostPort = (host: string, port: number | undefined) =>
 /** The address as asked for; Node's error, when it has one, knows it best. @internal */
 export const bindError = (options: Net.ListenOptions, cause: unknown): BindError => {
   const error = cause as Partial<NodeJS.ErrnoException & { address: string; port: number }> | undefined
-  const address = options.path ??
+  const fd = (options as { readonly fd?: unknown }).fd
+  const address = typeof fd === "number" ? `fd ${fd} (passed by the service manager)` : options.path ??
     (typeof error?.address === "string" ? hostPort(error.address, error.port) : hostPort(options.host ?? "::", options.port))
   return new BindError({ address, code: typeof error?.code === "string" ? error.code : undefined, cause })
 }
 
-/** Starts listening; fails with a {@link BindError}. Interrupted half-way, it stops listening. @internal */
-export const listen = (server: Net.Server, options: Net.ListenOptions): Effect.Effect<void, BindError> =>
+/**
+ * Where the server named `name` listens: on the socket the service manager
+ * passed for it (socket activation: `LISTEN_FDS`), if any, else `options`.
+ *
+ * @internal
+ */
+export const where = (name: string, options: Net.ListenOptions): Net.ListenOptions => {
+  const passed = activation.current().claim(name)
+  if (passed === undefined) return options
+  // Node listens on a descriptor it is given (`{ fd }`), which its types do not list.
+  const fd: Net.ListenOptions & { readonly fd: number } = { fd: passed.fd }
+  return fd
+}
+
+/**
+ * Starts listening — on the socket passed for `name` when there is one (see
+ * {@link where}); fails with a {@link BindError}. Interrupted half-way, it
+ * stops listening.
+ *
+ * @internal
+ */
+export const listen = (server: Net.Server, given: Net.ListenOptions, name?: string): Effect.Effect<void, BindError> =>
   Effect.callback<void, BindError>((resume) => {
+    const options = name === undefined ? given : where(name, given)
     const onError = (error: Error) => {
       server.off("listening", onListening)
       resume(Effect.fail(bindError(options, error)))

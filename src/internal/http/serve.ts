@@ -179,7 +179,7 @@ export const serveNode = <O extends Options & Net.ListenOptions>(
   Effect.gen(function*() {
     const connections = connectionsOf(quit, server, controller, own)
     connections.adopt(intercept(quit, options.health))
-    yield* listen(server, listenOptions(options))
+    yield* listen(server, listenOptions(options), options.name ?? "http")
     const group = yield* drainOnClose(quit, connections, options, {
       cut: Effect.sync(() => connections.cut()),
       ...steps(connections)
