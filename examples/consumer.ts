@@ -16,6 +16,10 @@
  * - WORKERS (4), PREFETCH (messages fetched ahead of the workers; the
  *   broker module's default when unset), JOB_MS (100), RESULTS_DB
  *   (results.db)
+ * - BROKER_TIMEOUT: the broker's own redelivery timeout for what a killed
+ *   consumer held — BullMQ's `lockDuration` and `stalledInterval`, the
+ *   `AckWait` of a JetStream consumer made here (RabbitMQ has none: it
+ *   requeues when the connection drops). Default: the broker's (30 s).
  * - LOG_UNITS=1: a log line as each unit starts (`unit <id> started`)
  * - the shutdown's own: DRAIN_TIMEOUT, CLOSE_TIMEOUT, SHUTDOWN_TIMEOUT…
  *
@@ -26,11 +30,11 @@
  * then SIGTERM it while it works: units in flight finish, prefetched messages
  * go back to the queue at once, and the report says so.
  */
-import { Config, Context, Effect, Layer, Stream } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option, Stream } from "effect"
 import { DatabaseSync } from "node:sqlite"
 import * as Amqp from "../src/Amqp.ts"
 import * as BullMQ from "../src/BullMQ.ts"
-import { Closer, Main, Quit } from "../src/index.ts"
+import { Closer, Main, Options, Quit } from "../src/index.ts"
 import * as Nats from "../src/Nats.ts"
 
 class Results extends Context.Service<Results, DatabaseSync>()("examples/consumer/Results") {}
@@ -42,7 +46,8 @@ const config = Config.all({
   prefetch: Config.Int("PREFETCH").pipe(Config.option),
   jobMs: Config.Int("JOB_MS").pipe(Config.withDefault(100)),
   db: Config.String("RESULTS_DB").pipe(Config.withDefault("results.db")),
-  logUnits: Config.Boolean("LOG_UNITS").pipe(Config.withDefault(false))
+  logUnits: Config.Boolean("LOG_UNITS").pipe(Config.withDefault(false)),
+  brokerTimeout: Options.Duration("BROKER_TIMEOUT").pipe(Config.option)
 })
 
 const ResultsLive = Layer.unwrap(Effect.map(config, ({ db }) =>
@@ -69,13 +74,16 @@ const parseId = (text: string) => {
   return Number.isSafeInteger(id) ? Effect.succeed(id) : Effect.fail(new Error(`not an integer id: ${JSON.stringify(text)}`))
 }
 
-const Consumer = Layer.unwrap(Effect.map(config, ({ prefetch, queue, url, workers }) => {
-  const common = { workers, prefetch: prefetch._tag === "Some" ? prefetch.value : undefined }
+const Consumer = Layer.unwrap(Effect.map(config, ({ brokerTimeout, prefetch, queue, url, workers }) => {
+  const common = { workers, prefetch: Option.getOrUndefined(prefetch) }
+  const timeout = Option.getOrUndefined(brokerTimeout)
   const { protocol, hostname, port } = new URL(url)
   if (protocol === "redis:") {
     return BullMQ.layer<{ readonly id: number }, Error, Results>(queue, (job) => Effect.flatMap(parseId(String(job.data.id)), work), {
       ...common,
-      connection: { host: hostname, port: Number(port || 6379), maxRetriesPerRequest: null }
+      connection: { host: hostname, port: Number(port || 6379), maxRetriesPerRequest: null },
+      lockDuration: timeout,
+      bullmq: timeout === undefined ? undefined : { stalledInterval: Duration.toMillis(timeout) }
     })
   }
   if (protocol === "amqp:" || protocol === "amqps:") {
@@ -89,7 +97,8 @@ const Consumer = Layer.unwrap(Effect.map(config, ({ prefetch, queue, url, worker
     return Nats.layer(queue, (message) => Effect.flatMap(parseId(message.string()), work), {
       ...common,
       servers: url,
-      declare: { subjects: [queue] }
+      declare: { subjects: [queue] },
+      ackWait: timeout
     })
   }
   return Layer.effectDiscard(Effect.die(new Error(`BROKER_URL: unknown scheme ${protocol} (redis:, amqp: or nats:)`)))

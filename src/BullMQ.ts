@@ -78,8 +78,9 @@ export interface Options<E> extends Omit<Worker.Options<unknown, E>, "onGiveUp">
  *
  * @example
  * ```ts
- * import { BullMQ } from "effect-graceful/BullMQ"
- * const handler = BullMQ.promise(async (job: { data: { id: number } }, signal: AbortSignal) => {
+ * import type { Job } from "bullmq"
+ * import * as BullMQ from "effect-graceful/BullMQ"
+ * const handler = BullMQ.promise(async (job: Job<{ id: number }>, signal: AbortSignal) => {
  *   await fetch(`https://example.com/${job.data.id}`, { signal })
  * })
  * ```

@@ -60,13 +60,19 @@ export const make = (name: string, settings: Settings, context: Context.Context<
     },
     catch: fail(`connecting and opening queue ${settings.queue}`)
   }).pipe(Effect.map(({ channel, model }): Consumer => {
-    let consumerTag: Promise<string> | undefined
+    // The tag once the broker has confirmed the consumer; until then, the confirmation.
+    let consumer: { readonly _tag: "Idle" } | { readonly _tag: "Starting"; readonly tag: Promise<string> } | {
+      readonly _tag: "Consuming"
+      readonly tag: string
+    } = { _tag: "Idle" }
     let closing = false
     const intake = new Intake<ConsumeMessage>(name, {
       broker: "AMQP",
-      stopFetching: async () => {
-        if (consumerTag === undefined) return
-        await channel.cancel(await consumerTag)
+      // Synchronous when the tag is known: the cancel must leave before the hand-backs (nacks) that follow it.
+      stopFetching: () => {
+        if (consumer._tag === "Idle") return Promise.resolve()
+        if (consumer._tag === "Consuming") return channel.cancel(consumer.tag).then(() => {})
+        return consumer.tag.then((tag) => channel.cancel(tag)).then(() => {})
       },
       ack: (message) => channel.ack(message),
       handBack: (message) => channel.nack(message, false, true),
@@ -83,11 +89,15 @@ export const make = (name: string, settings: Settings, context: Context.Context<
     return {
       intake,
       run: () => {
-        consumerTag = channel.consume(settings.queue, (message) => {
+        const tag = channel.consume(settings.queue, (message) => {
           if (message === null) lost("consuming (the broker cancelled the consumer)")()
           else intake.offer(message)
-        }, { noAck: false }).then((reply) => reply.consumerTag)
-        consumerTag.catch((cause: unknown) => intake.fail(fail(`consuming ${settings.queue}`)(cause)))
+        }, { noAck: false }).then((reply) => {
+          consumer = { _tag: "Consuming", tag: reply.consumerTag }
+          return reply.consumerTag
+        })
+        consumer = { _tag: "Starting", tag }
+        tag.catch((cause: unknown) => intake.fail(fail(`consuming ${settings.queue}`)(cause)))
       },
       close: async () => {
         closing = true

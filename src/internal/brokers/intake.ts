@@ -24,6 +24,8 @@ export interface Adapter<M> {
   readonly ack: (message: M) => Promise<void> | void
   readonly handBack: (message: M) => Promise<void> | void
   readonly reject: (message: M, error: unknown) => Promise<void> | void
+  /** Called after each settlement: room for one more (a pull loop asks for more). */
+  readonly onSettled?: (() => void) | undefined
 }
 
 type State = "buffered" | "taken" | "running" | "settled"
@@ -76,6 +78,16 @@ export class Intake<M> {
 
   /** Logs a warning under the intake's name, from plain JS. */
   readonly log = (message: string): void => this.#runFork(Effect.logWarning(`${this.name}: ${message}`))
+
+  /** Deliveries fetched and not settled: buffered, taken or in a unit. */
+  get held(): number {
+    return this.#unsettled.size
+  }
+
+  /** Calls `f` on the message of every delivery held. */
+  forEachHeld(f: (message: M) => void): void {
+    for (const delivery of this.#unsettled) f(delivery.message)
+  }
 
   get halted(): boolean {
     return this.#halted
@@ -228,6 +240,7 @@ export class Intake<M> {
     const sent = this.#attempt(how, () =>
       how === "ack" ? adapter.ack(delivery.message) : how === "handBack" ? adapter.handBack(delivery.message) : adapter.reject(delivery.message, error)
     )
+    adapter.onSettled?.()
     return Effect.promise(() => sent)
   }
 
