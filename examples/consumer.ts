@@ -20,6 +20,8 @@
  *   consumer held — BullMQ's `lockDuration` and `stalledInterval`, the
  *   `AckWait` of a JetStream consumer made here (RabbitMQ has none: it
  *   requeues when the connection drops). Default: the broker's (30 s).
+ * - BULLMQ_MAX_STALLED: BullMQ's `maxStalledCount` (default 1, BullMQ's: a
+ *   job whose consumer was killed twice fails for good)
  * - LOG_UNITS=1: a log line as each unit starts (`unit <id> started`)
  * - the shutdown's own: DRAIN_TIMEOUT, CLOSE_TIMEOUT, SHUTDOWN_TIMEOUT…
  *
@@ -47,7 +49,8 @@ const config = Config.all({
   jobMs: Config.Int("JOB_MS").pipe(Config.withDefault(100)),
   db: Config.String("RESULTS_DB").pipe(Config.withDefault("results.db")),
   logUnits: Config.Boolean("LOG_UNITS").pipe(Config.withDefault(false)),
-  brokerTimeout: Options.Duration("BROKER_TIMEOUT").pipe(Config.option)
+  brokerTimeout: Options.Duration("BROKER_TIMEOUT").pipe(Config.option),
+  maxStalled: Config.Int("BULLMQ_MAX_STALLED").pipe(Config.withDefault(1))
 })
 
 const ResultsLive = Layer.unwrap(Effect.map(config, ({ db }) =>
@@ -74,7 +77,7 @@ const parseId = (text: string) => {
   return Number.isSafeInteger(id) ? Effect.succeed(id) : Effect.fail(new Error(`not an integer id: ${JSON.stringify(text)}`))
 }
 
-const Consumer = Layer.unwrap(Effect.map(config, ({ brokerTimeout, prefetch, queue, url, workers }) => {
+const Consumer = Layer.unwrap(Effect.map(config, ({ brokerTimeout, maxStalled, prefetch, queue, url, workers }) => {
   const common = { workers, prefetch: Option.getOrUndefined(prefetch) }
   const timeout = Option.getOrUndefined(brokerTimeout)
   const { protocol, hostname, port } = new URL(url)
@@ -83,7 +86,7 @@ const Consumer = Layer.unwrap(Effect.map(config, ({ brokerTimeout, prefetch, que
       ...common,
       connection: { host: hostname, port: Number(port || 6379), maxRetriesPerRequest: null },
       lockDuration: timeout,
-      bullmq: timeout === undefined ? undefined : { stalledInterval: Duration.toMillis(timeout) }
+      bullmq: { maxStalledCount: maxStalled, ...(timeout === undefined ? {} : { stalledInterval: Duration.toMillis(timeout) }) }
     })
   }
   if (protocol === "amqp:" || protocol === "amqps:") {
