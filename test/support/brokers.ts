@@ -6,11 +6,11 @@
  * has none of them).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { mkdirSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { createServer } from "node:net"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { tempDir } from "./temp.ts"
 
 export interface Broker {
   readonly url: string
@@ -40,6 +40,9 @@ export const freePort = (): Promise<number> =>
     })
   })
 
+// Not test/support/temp.ts: the benchmarks start these servers too, outside vitest. stop() removes it.
+const tempDir = (prefix: string) => mkdtempSync(join(tmpdir(), `effect-graceful-${prefix}-`))
+
 const started = (child: ChildProcess, ready: RegExp, name: string, timeoutMs: number): Promise<void> =>
   new Promise((resolve, reject) => {
     let output = ""
@@ -56,16 +59,26 @@ const started = (child: ChildProcess, ready: RegExp, name: string, timeoutMs: nu
     const timer = setTimeout(() => reject(new Error(`${name} not ready within ${timeoutMs} ms:\n${output}`)), timeoutMs)
   })
 
-const stopper = (child: ChildProcess) => (): Promise<void> =>
-  new Promise((resolve) => {
+/** SIGTERM, SIGKILL after 15 s (and `pidFile`'s process: RabbitMQ's script does not pass it on), then the folder goes. */
+const stopper = (child: ChildProcess, dir: string, pidFile?: string) => (): Promise<void> =>
+  new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    const kill = setTimeout(() => child.kill("SIGKILL"), 15_000)
+    const kill = setTimeout(() => {
+      child.kill("SIGKILL")
+      if (pidFile !== undefined) {
+        try {
+          process.kill(Number(readFileSync(pidFile, "utf8").trim()), "SIGKILL")
+        } catch {
+          // gone already
+        }
+      }
+    }, 15_000)
     child.once("exit", () => {
       clearTimeout(kill)
       resolve()
     })
     child.kill("SIGTERM")
-  })
+  }).then(() => rmSync(dir, { recursive: true, force: true }))
 
 const launch = async (
   name: string,
@@ -94,7 +107,7 @@ export const redis = async (): Promise<Broker> => {
     ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no"],
     { cwd: dir, ready: /Ready to accept connections/, timeoutMs: 20_000 }
   )
-  return { url: `redis://127.0.0.1:${port}`, port, process: child, stop: stopper(child) }
+  return { url: `redis://127.0.0.1:${port}`, port, process: child, stop: stopper(child, dir) }
 }
 
 /**
@@ -128,7 +141,7 @@ export const rabbitmq = async (): Promise<Broker> => {
     ready: /Server startup complete/,
     timeoutMs: 120_000
   })
-  return { url: `amqp://guest:guest@127.0.0.1:${port}`, port, process: child, stop: stopper(child) }
+  return { url: `amqp://guest:guest@127.0.0.1:${port}`, port, process: child, stop: stopper(child, dir, join(dir, "pid")) }
 }
 
 /** nats-server with JetStream (-js), its store in a temporary folder. */
@@ -142,5 +155,5 @@ export const nats = async (): Promise<Broker> => {
     ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir, "-m", "0"],
     { cwd: dir, ready: /Server is ready/, timeoutMs: 20_000 }
   )
-  return { url: `nats://127.0.0.1:${port}`, port, process: child, stop: stopper(child) }
+  return { url: `nats://127.0.0.1:${port}`, port, process: child, stop: stopper(child, dir) }
 }

@@ -16,7 +16,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   echo "installing ${missing[*]} with apt-get..." >&2
   $sudo apt-get update -qq
-  # policy-rc.d 101: the packages' services are not started on install.
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >&2
   for service in redis-server rabbitmq-server; do
     $sudo service "$service" stop >/dev/null 2>&1 || true
