@@ -132,7 +132,8 @@ const redelivery = async (kit: Kit, broker: Broker) => {
   return { redeliveryMs: Math.round(at - sent), exitMs: Math.round(exit - sent) }
 }
 
-const kits = [bullmq, amqp, nats]
+const only = process.env["BROKERS"]?.split(",")
+const kits = [bullmq, amqp, nats].filter((kit) => only === undefined || only.includes(kit.name))
 const results: Array<Record<string, unknown>> = []
 for (const kit of kits) {
   const broker = await kit.start()

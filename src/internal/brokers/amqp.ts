@@ -48,7 +48,10 @@ export const make = (name: string, settings: Settings, context: Context.Context<
     try: async () => {
       const model: ChannelModel = await connect(settings.url, settings.socket)
       try {
+        // A refused declaration closes the channel with an 'error' event; the promise says it too.
+        model.on("error", () => {})
         const channel = await model.createChannel()
+        channel.on("error", () => {})
         await channel.prefetch(settings.prefetch)
         if (settings.declare === undefined) await channel.checkQueue(settings.queue)
         else await channel.assertQueue(settings.queue, settings.declare)

@@ -30,6 +30,21 @@ export interface Held<D> {
   readonly reject: (error: Error) => void
 }
 
+/**
+ * The unit's error as BullMQ keeps it (`failedReason` is its message): a
+ * tagged error without a message of its own is named by its tag and fields.
+ * @internal
+ */
+export const toError = (error: unknown): Error => {
+  if (error instanceof Error && error.message !== "") return error
+  if (typeof error === "object" && error !== null && "_tag" in error) {
+    const { _tag, ...fields } = error as { readonly _tag: unknown }
+    const detail = Object.keys(fields).length === 0 ? "" : ` ${JSON.stringify(fields)}`
+    return Object.assign(new Error(`${String(_tag)}${detail}`), { cause: error })
+  }
+  return error instanceof Error ? error : new Error(String(error))
+}
+
 /** BullMQ's default lock duration (`lockDuration`). @internal */
 export const DEFAULT_LOCK = Duration.seconds(30)
 
@@ -82,7 +97,7 @@ export const make = <D>(
             held.reject(new WaitingError())
           }
         },
-        reject: (held, error) => held.reject(error instanceof Error ? error : new Error(String(error)))
+        reject: (held, error) => held.reject(toError(error))
       }, context)
       const worker = new Worker<D>(
         queue,

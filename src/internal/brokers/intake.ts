@@ -154,7 +154,7 @@ export class Intake<M> {
     if (this.#halted) return
     this.#halted = true
     // Stop first: the broker must not give the handed-back messages to this consumer again.
-    this.#stopped = this.#attempt("stop fetching", () => this.#adapter.stopFetching())
+    this.#stopped = this.#attempt("stop fetching", () => this.#adapter.stopFetching()) ?? Promise.resolve()
     while (this.#head < this.#buffer.length) {
       this.handedBack.prefetched++
       this.#settle(this.#next(), "handBack")
@@ -241,23 +241,30 @@ export class Intake<M> {
       how === "ack" ? adapter.ack(delivery.message) : how === "handBack" ? adapter.handBack(delivery.message) : adapter.reject(delivery.message, error)
     )
     adapter.onSettled?.()
-    return Effect.promise(() => sent)
+    return sent === undefined ? Effect.void : Effect.promise(() => sent)
   }
 
-  // Runs a broker call, tracked until it settles; a failure is logged, never thrown.
-  #attempt(operation: string, call: () => Promise<void> | void): Promise<void> {
-    let promise: Promise<void>
-    try {
-      promise = Promise.resolve(call())
-    } catch (error) {
-      promise = Promise.reject(error)
+  // Runs a broker call; one that returns a Promise is tracked until it
+  // settles (a synchronous one — amqplib's ack, a NATS publish — costs
+  // nothing more). A failure is logged, never thrown.
+  #attempt(operation: string, call: () => Promise<void> | void): Promise<void> | undefined {
+    const failed = (cause: unknown) => {
+      const error = new BrokerError({ broker: this.#adapter.broker, operation, cause })
+      this.#runFork(Effect.logWarning(`${this.name}: ${error.message}`))
     }
-    const tracked: Promise<void> = promise.then(
+    let result: Promise<void> | void
+    try {
+      result = call()
+    } catch (cause) {
+      failed(cause)
+      return undefined
+    }
+    if (result === undefined) return undefined
+    const tracked: Promise<void> = result.then(
       () => void this.#pending.delete(tracked),
       (cause: unknown) => {
         this.#pending.delete(tracked)
-        const error = new BrokerError({ broker: this.#adapter.broker, operation, cause })
-        this.#runFork(Effect.logWarning(`${this.name}: ${error.message}`))
+        failed(cause)
       }
     )
     this.#pending.add(tracked)
