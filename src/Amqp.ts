@@ -45,7 +45,7 @@ import * as amqp from "./internal/brokers/amqp.ts"
 import { BrokerError, HandlerError, SettingRefused } from "./internal/brokers/errors.ts"
 import type { Delivery } from "./internal/brokers/intake.ts"
 import * as shared from "./internal/brokers/source.ts"
-import type { InvalidOption } from "./internal/core/options.ts"
+import { InvalidOption } from "./internal/core/options.ts"
 import type * as Quit from "./Quit.ts"
 import * as Worker from "./Worker.ts"
 
@@ -122,7 +122,7 @@ export const consume = <E, R>(
     const workers = options.workers ?? 1
     const prefetch = options.prefetch ?? workers
     if (!Number.isSafeInteger(prefetch) || prefetch < 0) {
-      return yield* Effect.fail(new BrokerError({ broker: "AMQP", operation: "reading options", cause: `prefetch ${prefetch}: expected an integer ≥ 0` }))
+      return yield* new InvalidOption({ variable: `${name}: prefetch`, value: String(prefetch), reason: "expected an integer ≥ 0" })
     }
     const { closeTimeout, quit } = yield* shared.timeouts(name, options)
     const consumer = yield* amqp.make(name, {

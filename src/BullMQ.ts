@@ -41,7 +41,7 @@ import * as bull from "./internal/brokers/bullmq.ts"
 import { BrokerError, HandlerError, SettingRefused } from "./internal/brokers/errors.ts"
 import type { Delivery } from "./internal/brokers/intake.ts"
 import * as shared from "./internal/brokers/source.ts"
-import { durationOr, type InvalidOption } from "./internal/core/options.ts"
+import { durationOr, InvalidOption } from "./internal/core/options.ts"
 import type { DurationInput } from "./Options.ts"
 import type * as Quit from "./Quit.ts"
 import * as Worker from "./Worker.ts"
@@ -118,7 +118,7 @@ export const consume = <D, E, R>(
     const workers = options.workers ?? 1
     const prefetch = options.prefetch ?? 0
     if (!Number.isSafeInteger(prefetch) || prefetch < 0) {
-      return yield* Effect.fail(new BrokerError({ broker: "BullMQ", operation: "reading options", cause: `prefetch ${prefetch}: expected an integer ≥ 0` }))
+      return yield* new InvalidOption({ variable: `${name}: prefetch`, value: String(prefetch), reason: "expected an integer ≥ 0" })
     }
     const { closeTimeout, drainTimeout, quit } = yield* shared.timeouts(name, options)
     const lock = yield* durationOr(options.lockDuration, bull.DEFAULT_LOCK, `${name}: lockDuration`)

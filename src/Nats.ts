@@ -42,7 +42,7 @@ import { BrokerError, HandlerError, SettingRefused } from "./internal/brokers/er
 import type { Delivery } from "./internal/brokers/intake.ts"
 import * as nats from "./internal/brokers/nats.ts"
 import * as shared from "./internal/brokers/source.ts"
-import { durationOr, type InvalidOption } from "./internal/core/options.ts"
+import { durationOr, InvalidOption } from "./internal/core/options.ts"
 import type { DurationInput } from "./Options.ts"
 import type * as Quit from "./Quit.ts"
 import * as Worker from "./Worker.ts"
@@ -132,7 +132,7 @@ export const consume = <E, R>(
     const workers = options.workers ?? 1
     const prefetch = options.prefetch ?? workers
     if (!Number.isSafeInteger(prefetch) || prefetch < 0) {
-      return yield* Effect.fail(new BrokerError({ broker: "NATS", operation: "reading options", cause: `prefetch ${prefetch}: expected an integer ≥ 0` }))
+      return yield* new InvalidOption({ variable: `${name}: prefetch`, value: String(prefetch), reason: "expected an integer ≥ 0" })
     }
     const { closeTimeout, drainTimeout, quit } = yield* shared.timeouts(name, options)
     const expires = yield* durationOr(options.expires, Duration.seconds(5), `${name}: expires`)

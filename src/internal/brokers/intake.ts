@@ -54,7 +54,8 @@ export class Intake<M> {
   readonly #adapter: Adapter<M>
   readonly #context: Context.Context<never>
   readonly #runFork: (effect: Effect.Effect<void>) => void
-  readonly #buffer: Array<Delivery<M>> = []
+  // A queue with a moving head: taken slots are emptied, and the array is compacted now and then.
+  readonly #buffer: Array<Delivery<M> | undefined> = []
   #head = 0
   readonly #takers: Array<Taker<M>> = []
   readonly #unsettled = new Set<Delivery<M>>()
@@ -118,9 +119,10 @@ export class Intake<M> {
     for (const taker of this.#takers.splice(0)) taker(Effect.fail(error))
   }
 
+  // Only called while the head is inside the buffer.
   #next(): Delivery<M> {
-    const delivery = this.#buffer[this.#head]!
-    this.#buffer[this.#head++] = undefined as never
+    const delivery = this.#buffer[this.#head] as Delivery<M>
+    this.#buffer[this.#head++] = undefined
     if (this.#head > 1024 && this.#head * 2 > this.#buffer.length) {
       this.#buffer.splice(0, this.#head)
       this.#head = 0
