@@ -34,10 +34,7 @@
  */
 import { Config, Context, Duration, Effect, Layer, Option, Stream } from "effect"
 import { DatabaseSync } from "node:sqlite"
-import * as Amqp from "../src/Amqp.ts"
-import * as BullMQ from "../src/BullMQ.ts"
 import { Closer, Main, Options, Quit } from "../src/index.ts"
-import * as Nats from "../src/Nats.ts"
 
 class Results extends Context.Service<Results, DatabaseSync>()("examples/consumer/Results") {}
 
@@ -77,34 +74,38 @@ const parseId = (text: string) => {
   return Number.isSafeInteger(id) ? Effect.succeed(id) : Effect.fail(new Error(`not an integer id: ${JSON.stringify(text)}`))
 }
 
-const Consumer = Layer.unwrap(Effect.map(config, ({ brokerTimeout, maxStalled, prefetch, queue, url, workers }) => {
+// Only the client of the broker in BROKER_URL is loaded.
+const Consumer = Layer.unwrap(Effect.flatMap(config, ({ brokerTimeout, maxStalled, prefetch, queue, url, workers }) => {
   const common = { workers, prefetch: Option.getOrUndefined(prefetch) }
   const timeout = Option.getOrUndefined(brokerTimeout)
   const { protocol, hostname, port } = new URL(url)
   if (protocol === "redis:") {
-    return BullMQ.layer<{ readonly id: number }, Error, Results>(queue, (job) => Effect.flatMap(parseId(String(job.data.id)), work), {
-      ...common,
-      connection: { host: hostname, port: Number(port || 6379), maxRetriesPerRequest: null },
-      lockDuration: timeout,
-      bullmq: { maxStalledCount: maxStalled, ...(timeout === undefined ? {} : { stalledInterval: Duration.toMillis(timeout) }) }
-    })
+    return Effect.map(Effect.promise(() => import("../src/BullMQ.ts")), (BullMQ) =>
+      BullMQ.layer<{ readonly id: number }, Error, Results>(queue, (job) => Effect.flatMap(parseId(String(job.data.id)), work), {
+        ...common,
+        connection: { host: hostname, port: Number(port || 6379), maxRetriesPerRequest: null },
+        lockDuration: timeout,
+        bullmq: { maxStalledCount: maxStalled, ...(timeout === undefined ? {} : { stalledInterval: Duration.toMillis(timeout) }) }
+      }))
   }
   if (protocol === "amqp:" || protocol === "amqps:") {
-    return Amqp.layer(queue, (message) => Effect.flatMap(parseId(message.content.toString()), work), {
-      ...common,
-      url,
-      declare: { durable: true }
-    })
+    return Effect.map(Effect.promise(() => import("../src/Amqp.ts")), (Amqp) =>
+      Amqp.layer(queue, (message) => Effect.flatMap(parseId(message.content.toString()), work), {
+        ...common,
+        url,
+        declare: { durable: true }
+      }))
   }
   if (protocol === "nats:") {
-    return Nats.layer(queue, (message) => Effect.flatMap(parseId(message.string()), work), {
-      ...common,
-      servers: url,
-      declare: { subjects: [queue] },
-      ackWait: timeout
-    })
+    return Effect.map(Effect.promise(() => import("../src/Nats.ts")), (Nats) =>
+      Nats.layer(queue, (message) => Effect.flatMap(parseId(message.string()), work), {
+        ...common,
+        servers: url,
+        declare: { subjects: [queue] },
+        ackWait: timeout
+      }))
   }
-  return Layer.effectDiscard(Effect.die(new Error(`BROKER_URL: unknown scheme ${protocol} (redis:, amqp: or nats:)`)))
+  return Effect.die(new Error(`BROKER_URL: unknown scheme ${protocol} (redis:, amqp: or nats:)`))
 }))
 
 // READY once the program runs: scripts and tests wait for it.
