@@ -28,7 +28,7 @@ import { amqp, bullmq, type Kit, nats } from "../../test/support/brokerKits.ts"
 
 const MESSAGES = 20_000
 const CONCURRENCY = 10
-const ROUNDS = 3
+const ROUNDS = 5
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 const consumerFile = here("./consumer.ts")
 const exampleFile = here("../../examples/consumer.ts")

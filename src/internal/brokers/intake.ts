@@ -13,6 +13,7 @@
  */
 import type { Context } from "effect"
 import { Cause, Duration, Effect, Exit, Metric } from "effect"
+import { constVoid } from "effect/Function"
 import { BrokerError } from "./errors.ts"
 
 /** How a broker settles one message; each is called at most once per delivery. @internal */
@@ -41,10 +42,24 @@ export class Delivery<M> {
 
 type Settlement = "ack" | "handBack" | "reject"
 
-const messagesCounter = Metric.counter("effect_graceful_broker_messages_total", {
-  description: "Broker messages settled, per worker and outcome (acked, handed back, rejected)",
-  incremental: true
-})
+const OUTCOMES: Record<Settlement, string> = { ack: "acked", handBack: "handed back", reject: "rejected" }
+
+// Read from plain counts when metrics are collected, as the in-flight series
+// are: settling stays an integer increment per message.
+const registerSeries = (worker: string, counts: Record<Settlement, number>, context: Context.Context<never>) => {
+  for (const how of Object.keys(OUTCOMES) as Array<Settlement>) {
+    const counter = Metric.counter("effect_graceful_broker_messages_total", {
+      description: "Broker messages settled, per worker and outcome (acked, handed back, rejected)",
+      incremental: true,
+      attributes: { worker, outcome: OUTCOMES[how] }
+    })
+    Metric.registerUnsafe(counter, context, {
+      get: () => ({ count: counts[how], incremental: true }),
+      update: constVoid,
+      modify: constVoid
+    })
+  }
+}
 
 type Taker<M> = (effect: Effect.Effect<Delivery<M>, BrokerError>) => void
 
@@ -52,7 +67,6 @@ type Taker<M> = (effect: Effect.Effect<Delivery<M>, BrokerError>) => void
 export class Intake<M> {
   readonly name: string
   readonly #adapter: Adapter<M>
-  readonly #context: Context.Context<never>
   readonly #runFork: (effect: Effect.Effect<void>) => void
   // A queue with a moving head: taken slots are emptied, and the array is compacted now and then.
   readonly #buffer: Array<Delivery<M> | undefined> = []
@@ -60,7 +74,7 @@ export class Intake<M> {
   readonly #takers: Array<Taker<M>> = []
   readonly #unsettled = new Set<Delivery<M>>()
   readonly #pending = new Set<Promise<void>>()
-  readonly #metrics: Record<Settlement, Metric.Metric<number, Metric.CounterState<number>>>
+  readonly #settled: Record<Settlement, number> = { ack: 0, handBack: 0, reject: 0 }
   #halted = false
   #stopped: Promise<void> | undefined
   #failure: BrokerError | undefined
@@ -70,11 +84,9 @@ export class Intake<M> {
   constructor(name: string, adapter: Adapter<M>, context: Context.Context<never>) {
     this.name = name
     this.#adapter = adapter
-    this.#context = context
     const runFork = Effect.runForkWith(context)
     this.#runFork = (effect) => void runFork(effect)
-    const counter = (outcome: string) => Metric.withAttributes(messagesCounter, { worker: name, outcome })
-    this.#metrics = { ack: counter("acked"), handBack: counter("handed back"), reject: counter("rejected") }
+    registerSeries(name, this.#settled, context)
   }
 
   /** Logs a warning under the intake's name, from plain JS. */
@@ -237,7 +249,7 @@ export class Intake<M> {
     if (delivery.state === "settled") return Effect.void
     delivery.state = "settled"
     this.#unsettled.delete(delivery)
-    this.#metrics[how].updateUnsafe(1, this.#context)
+    this.#settled[how]++
     const adapter = this.#adapter
     const sent = this.#attempt(how, () =>
       how === "ack" ? adapter.ack(delivery.message) : how === "handBack" ? adapter.handBack(delivery.message) : adapter.reject(delivery.message, error)
