@@ -9,7 +9,8 @@
  * loop at the same concurrency and prefetch — a BullMQ `Worker` with an
  * async processor, an amqplib consumer that acks each delivery, a `nats`
  * `consume()` iterator that acks each message. Prints
- * `DONE <milliseconds from the first message to the last>` and exits.
+ * `DONE <milliseconds from the first message to the last> <CPU milliseconds in that time>`
+ * and exits.
  */
 import { connect as amqpConnect } from "amqplib"
 import { Worker as BullWorker } from "bullmq"
@@ -24,11 +25,15 @@ const [broker, mode, url, queue, total, concurrencyText] = process.argv.slice(2)
 const messages = Number(total)
 const concurrency = Number(concurrencyText)
 let first = 0
+let firstCpu = { user: 0, system: 0 }
 let count = 0
 let finish: () => void = () => {}
 const done = new Promise<void>((resolve) => finish = resolve)
 const seen = () => {
-  if (count++ === 0) first = performance.now()
+  if (count++ === 0) {
+    first = performance.now()
+    firstCpu = process.cpuUsage()
+  }
   if (count === messages) finish()
 }
 const redis = () => ({ host: "127.0.0.1", port: Number(new URL(url).port), maxRetriesPerRequest: null })
@@ -78,6 +83,7 @@ const source = () => {
 }
 
 await (mode === "source" ? source() : client())
-console.log(`DONE ${(performance.now() - first).toFixed(1)}`)
+const cpu = process.cpuUsage(firstCpu)
+console.log(`DONE ${(performance.now() - first).toFixed(1)} ${((cpu.user + cpu.system) / 1000).toFixed(1)}`)
 process.exit(0)
 

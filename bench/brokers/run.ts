@@ -19,7 +19,7 @@ import { connect as amqpConnect } from "amqplib"
 import { Worker as BullWorker } from "bullmq"
 import { spawn } from "node:child_process"
 import { writeFileSync } from "node:fs"
-import { cpus } from "node:os"
+import { cpus, loadavg } from "node:os"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { connect as natsConnect } from "nats"
@@ -33,15 +33,15 @@ const here = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 const consumerFile = here("./consumer.ts")
 const exampleFile = here("../../examples/consumer.ts")
 
-const run = (args: ReadonlyArray<string>): Promise<number> =>
+const run = (args: ReadonlyArray<string>): Promise<{ readonly ms: number; readonly cpuMs: number }> =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [consumerFile, ...args], { stdio: ["ignore", "pipe", "pipe"] })
     let output = ""
     child.stdout.on("data", (chunk: Buffer) => output += chunk.toString())
     child.stderr.on("data", (chunk: Buffer) => output += chunk.toString())
     child.on("close", (code) => {
-      const match = /DONE ([\d.]+)/.exec(output)
-      if (code === 0 && match !== null) resolve(Number(match[1]))
+      const match = /DONE ([\d.]+) ([\d.]+)/.exec(output)
+      if (code === 0 && match !== null) resolve({ ms: Number(match[1]), cpuMs: Number(match[2]) })
       else reject(new Error(`consumer ${args.join(" ")} exited ${code}:\n${output}`))
     })
   })
@@ -50,15 +50,23 @@ const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a -
 
 const throughput = async (kit: Kit, broker: Broker) => {
   const rates: Record<"source" | "client", Array<number>> = { source: [], client: [] }
+  const cpu: Record<"source" | "client", Array<number>> = { source: [], client: [] }
   for (let round = 0; round < ROUNDS; round++) {
     for (const mode of round % 2 === 0 ? ["client", "source"] as const : ["source", "client"] as const) {
       const queue = `bench${round}${mode}`
       await kit.publish(broker.url, queue, Array.from({ length: MESSAGES }, (_, i) => i + 1))
-      const ms = await run([kit.name, mode, broker.url, queue, String(MESSAGES), String(CONCURRENCY)])
+      const { cpuMs, ms } = await run([kit.name, mode, broker.url, queue, String(MESSAGES), String(CONCURRENCY)])
       rates[mode].push(Math.round((MESSAGES - 1) / (ms / 1000)))
+      cpu[mode].push(Number((cpuMs * 1000 / MESSAGES).toFixed(1)))
     }
   }
-  return { source: median(rates.source), client: median(rates.client), rounds: rates }
+  return {
+    source: median(rates.source),
+    client: median(rates.client),
+    rounds: rates,
+    cpuSource: median(cpu.source),
+    cpuClient: median(cpu.client)
+  }
 }
 
 /** A consumer of the client's own in this process; resolves with performance.now() at its first message. */
@@ -160,14 +168,20 @@ const lines = [
   "`consume()` iterator acking each message (max_messages 20). The source: the module's `consume` with 10 workers and its",
   "default prefetch (BullMQ 0, AMQP and NATS 10), each message a counted unit acked after it.",
   "",
-  "| broker | source (msg/s) | client's own loop (msg/s) | source ÷ client | rounds (source / client) |",
-  "| --- | ---: | ---: | ---: | --- |",
+  "| broker | source (msg/s) | client's own loop (msg/s) | source ÷ client | CPU per message, source / client (µs) | rounds (source / client) |",
+  "| --- | ---: | ---: | ---: | ---: | --- |",
   ...results.map((r) => {
     const rounds = r["rounds"] as { source: Array<number>; client: Array<number> }
     return `| ${r["broker"]} | ${Number(r["source"]).toLocaleString("en")} | ${Number(r["client"]).toLocaleString("en")} | ${r["ratio"]}× | ${
+      r["cpuSource"]
+    } / ${r["cpuClient"]} | ${
       rounds.source.join(", ")
     } / ${rounds.client.join(", ")} |`
   }),
+  "",
+  `Load average when the run ended: ${loadavg().map((l) => l.toFixed(1)).join(", ")} (2 cores shared with other sessions): the`,
+  "rates move by ±30 % from round to round; CPU per message (the consumer process's own, from its first message to its last)",
+  "depends less on the load.",
   "",
   "## SIGTERM to redelivery",
   "",
