@@ -146,9 +146,9 @@ export const consume = <E, R>(
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { Main } from "effect-graceful"
  * import * as Amqp from "effect-graceful/Amqp"
- * Main.runMain(Amqp.layer("emails", (message) => Effect.log(message.content.toString()), { url: "amqp://localhost", workers: 4 }))
+ * export const Emails = Amqp.layer("emails", (message) => Effect.log(message.content.toString()), { url: "amqp://localhost", workers: 4 })
+ * // run it with Main.runMain, beside the layers it needs
  * ```
  * @since 0.1.0
  */

@@ -144,9 +144,9 @@ export const consume = <D, E, R>(
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { Main } from "effect-graceful"
  * import * as BullMQ from "effect-graceful/BullMQ"
- * Main.runMain(BullMQ.layer("emails", (job) => Effect.log(`sending ${job.id}`), { connection: { port: 6379 }, workers: 4 }))
+ * export const Emails = BullMQ.layer("emails", (job) => Effect.log(`sending ${job.id}`), { connection: { port: 6379 }, workers: 4 })
+ * // run it with Main.runMain, beside the layers it needs
  * ```
  * @since 0.1.0
  */

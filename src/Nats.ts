@@ -161,9 +161,9 @@ export const consume = <E, R>(
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { Main } from "effect-graceful"
  * import * as Nats from "effect-graceful/Nats"
- * Main.runMain(Nats.layer("EMAILS", (message) => Effect.log(message.string()), { servers: "nats://localhost:4222", workers: 4 }))
+ * export const Emails = Nats.layer("EMAILS", (message) => Effect.log(message.string()), { servers: "nats://localhost:4222", workers: 4 })
+ * // run it with Main.runMain, beside the layers it needs
  * ```
  * @since 0.1.0
  */

@@ -62,7 +62,8 @@ export const redelivery = async (
     ...env,
     WORKERS: "2",
     PREFETCH: "3",
-    JOB_MS: scenario === "finish" ? "2500" : "60000",
+    // Long enough for B to start meanwhile, on a loaded machine too.
+    JOB_MS: scenario === "finish" ? "10000" : "60000",
     DRAIN_TIMEOUT: scenario === "finish" ? "20 seconds" : "1 second"
   })
   children.push(a)
