@@ -94,4 +94,6 @@ export const redelivery = async (
   assert.deepStrictEqual(rows.map((r) => r.job).sort(), [1, 2, 3, 4, 5], `each id exactly once: ${JSON.stringify(rows)}`)
   const byA = rows.filter((r) => r.pid === a.process.pid).length
   assert.strictEqual(byA, scenario === "finish" ? 2 : 0, "A's units finished (finish) or were cut (cut)")
+  // Every acknowledgement reached the broker before the connections closed: nothing is left unacked.
+  assert.strictEqual(await kit.unacked(broker.url, queue), 0, "acknowledged, all of them")
 }

@@ -99,6 +99,7 @@ const chaos = async (kit: Kit) => {
     assert.strictEqual(exit.code, 0, child.output())
   }
 
+  assert.strictEqual(await kit.unacked(broker.url, queue), 0, "every message acknowledged in the end")
   const rows = readResults(db)
   const byJob = new Map<number, Array<Row>>()
   for (const row of rows) byJob.set(row.job, [...(byJob.get(row.job) ?? []), row])

@@ -19,6 +19,12 @@ export interface Kit {
   readonly publish: (url: string, queue: string, ids: ReadonlyArray<number>, ackWaitMs?: number) => Promise<void>
   /** Messages no consumer holds: waiting to be delivered. */
   readonly waiting: (url: string, queue: string) => Promise<number>
+  /**
+   * Once no consumer is connected: messages not acknowledged — waiting, or
+   * held unacked (BullMQ: active; RabbitMQ requeues what a closed
+   * connection held; JetStream: pending acks).
+   */
+  readonly unacked: (url: string, queue: string) => Promise<number>
   /** The pool's row in the shutdown report. */
   readonly row: (queue: string) => string
 }
@@ -42,6 +48,15 @@ export const bullmq: Kit = {
     const q = new Queue(queue, { connection: { host: "127.0.0.1", port: redisPort(url) } })
     try {
       return await q.getWaitingCount()
+    } finally {
+      await q.close()
+    }
+  },
+  unacked: async (url, queue) => {
+    const q = new Queue(queue, { connection: { host: "127.0.0.1", port: redisPort(url) } })
+    try {
+      const counts = await q.getJobCounts("waiting", "active", "delayed", "prioritized")
+      return Object.values(counts).reduce((a, b) => a + b, 0)
     } finally {
       await q.close()
     }
@@ -72,6 +87,7 @@ export const amqp: Kit = {
       await model.close()
     }
   },
+  unacked: (url, queue) => amqp.waiting(url, queue),
   row: (queue) => `amqp ${queue}`
 }
 
@@ -105,6 +121,15 @@ export const nats: Kit = {
     try {
       const jsm = await nc.jetstreamManager()
       return (await jsm.consumers.info(queue, queue)).num_pending
+    } finally {
+      await nc.close()
+    }
+  },
+  unacked: async (url, queue) => {
+    const nc = await natsConnect({ servers: url })
+    try {
+      const info = await (await nc.jetstreamManager()).consumers.info(queue, queue)
+      return info.num_pending + info.num_ack_pending
     } finally {
       await nc.close()
     }
