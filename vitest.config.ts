@@ -6,6 +6,9 @@ export default defineConfig({
     // The README's snippets import the package by name, as users do.
     alias: {
       "effect-graceful/Grpc": fileURLToPath(new URL("./src/Grpc.ts", import.meta.url)),
+      "effect-graceful/Amqp": fileURLToPath(new URL("./src/Amqp.ts", import.meta.url)),
+      "effect-graceful/BullMQ": fileURLToPath(new URL("./src/BullMQ.ts", import.meta.url)),
+      "effect-graceful/Nats": fileURLToPath(new URL("./src/Nats.ts", import.meta.url)),
       "effect-graceful": fileURLToPath(new URL("./src/index.ts", import.meta.url))
     }
   },

@@ -42,7 +42,33 @@ import type * as Quit from "./Quit.ts"
  * @since 0.1.0
  */
 export interface Source<A, E = never, R = never> {
-  readonly open: Effect.Effect<Effect.Effect<A, E | Cause.Done>, InvalidOption, R | Scope.Scope>
+  readonly open: Effect.Effect<Effect.Effect<A, E | Cause.Done> | Intake<A, E>, InvalidOption, R | Scope.Scope>
+}
+
+/**
+ * What a source that fetches ahead (a broker's prefetch) opens instead of a
+ * bare take: the take, and `halt`, which the pool calls once, synchronously,
+ * the moment it stops taking — at the quit event, or when its scope begins to
+ * close (see `until`). The source then stops fetching and hands back at once
+ * what it fetched and no worker took; it does that work in fibers of its own
+ * scope, which stays open until the pool has drained.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Queue } from "effect"
+ * import type { Worker } from "effect-graceful"
+ * const source: Worker.Source<string> = {
+ *   open: Effect.map(Queue.unbounded<string>(), (queue): Worker.Intake<string> => ({
+ *     take: Queue.take(queue),
+ *     halt: () => console.log("stop fetching; hand back what was fetched")
+ *   }))
+ * }
+ * ```
+ * @since 0.1.0
+ */
+export interface Intake<A, E = never> {
+  readonly take: Effect.Effect<A, E | Cause.Done>
+  readonly halt: () => void
 }
 
 /**
@@ -240,8 +266,9 @@ export const consume = <A, E1, R1, E, R>(
     yield* groups.timeouts(quit, name, options)
     // The source lives in a scope of its own, which the group closes once it has drained (step 5).
     const sourceScope = yield* Scope.fork(yield* Effect.scope)
-    const take = yield* Scope.provide(source.open, sourceScope)
-    const pool = new Pool(name, yield* Effect.context<never>())
+    const opened = yield* Scope.provide(source.open, sourceScope)
+    const intake: Intake<A, E1> = Effect.isEffect(opened) ? { take: opened, halt: () => {} } : opened
+    const pool = new Pool(name, yield* Effect.context<never>(), intake.halt)
     const { group, inFlight } = yield* groups.make(quit, name, {
       kind: "worker",
       drainTimeout: options.drainTimeout,
@@ -252,7 +279,7 @@ export const consume = <A, E1, R1, E, R>(
     })
     pool.count(inFlight)
     yield* internal.start(pool, workers, {
-      take,
+      take: intake.take,
       process,
       policy: options.onFailure ?? logAndContinue,
       spaced,

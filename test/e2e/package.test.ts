@@ -146,6 +146,12 @@ describe("the packed tarball, installed into a fresh project", () => {
     assert.includeMembers(stdout.trim().split(" "), ["Closer", "Http", "Main", "Quit", "Worker"])
     const grpc = await run(process.execPath, ["grpc.mjs"], project).then(() => "", (error: Error) => error.message)
     assert.match(grpc, /ERR_MODULE_NOT_FOUND[\s\S]*'@grpc\//)
+    // The broker entry points likewise need their client, and only theirs.
+    for (const [entry, client] of [["BullMQ", "bullmq"], ["Amqp", "amqplib"], ["Nats", "nats"]] as const) {
+      writeFileSync(join(project, `${entry}.mjs`), `await import("effect-graceful/${entry}")\n`)
+      const failed = await run(process.execPath, [`${entry}.mjs`], project).then(() => "", (error: Error) => error.message)
+      assert.match(failed, new RegExp(`ERR_MODULE_NOT_FOUND[\\s\\S]*'${client}'`), entry)
+    }
   })
 
   it("the quick start type-checks against the shipped declarations (module nodenext, strict)", async () => {

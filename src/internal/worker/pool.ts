@@ -67,8 +67,12 @@ export class Pool {
   readonly #gauge: Metric.Metric<number, Metric.GaugeState<number>>
   readonly failures: Metric.Metric<number, Metric.CounterState<number>>
 
-  constructor(name: string, context: Context.Context<never>) {
+  // The source's own halt: it stops fetching and hands back what it fetched ahead.
+  readonly #onHalt: () => void
+
+  constructor(name: string, context: Context.Context<never>, onHalt: () => void = () => {}) {
     this.name = name
+    this.#onHalt = onHalt
     this.#context = context
     this.#gauge = Metric.withAttributes(runningGauge, { worker: name })
     this.failures = Metric.withAttributes(failuresCounter, { worker: name })
@@ -178,6 +182,7 @@ export class Pool {
     if (this.#halted) return
     this.#halted = true
     for (const slot of this.#slots) if (slot.waiting) slot.fiber.interruptUnsafe()
+    this.#onHalt()
   }
 
   /** Runs `effect` as a wait of `slot`'s worker: interruptible, and interrupted by `halt`. */
