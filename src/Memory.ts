@@ -24,10 +24,11 @@
  */
 import { Clock, Config, Duration, Effect, Layer, Option, Result, Schedule } from "effect"
 import { read } from "./internal/core/configError.ts"
+import { durationOr } from "./internal/core/options.ts"
 import * as cgroups from "./internal/hosts/cgroup.ts"
 import { current } from "./internal/core/quit.ts"
 import * as sequence from "./internal/core/sequence.ts"
-import { Duration as DurationConfig, type DurationInput, InvalidOption, parseDuration } from "./Options.ts"
+import { Duration as DurationConfig, type DurationInput, InvalidOption } from "./Options.ts"
 import * as Quit from "./Quit.ts"
 
 /**
@@ -93,13 +94,9 @@ const fromEnv = read(Config.all({
   cgroup: Config.option(Config.String("MEMORY_CGROUP"))
 }))
 
-const duration = (variable: string, input: DurationInput | undefined, fallback: Duration.Duration): Effect.Effect<Duration.Duration, InvalidOption> => {
-  if (input === undefined) return Effect.succeed(fallback)
-  const parsed = typeof input === "string"
-    ? parseDuration(input)
-    : Option.match(Duration.fromInput(input), { onNone: () => Result.fail("expected a duration"), onSome: Result.succeed })
-  return Effect.fromResult(Result.mapError(parsed, (reason) => new InvalidOption({ variable, value: String(input), reason })))
-}
+// The library's one duration decoder, as for every other setting.
+const duration = (variable: string, input: DurationInput | undefined, fallback: Duration.Duration): Effect.Effect<Duration.Duration, InvalidOption> =>
+  durationOr(input, fallback, variable)
 
 /**
  * The settings: the environment over `options`; `None` when no high water is

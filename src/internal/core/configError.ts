@@ -2,53 +2,50 @@
  * A `Config` error in an operator's words: the variable, the value it has,
  * and what was expected — `PORT="abc": expected a port number` — where
  * Effect's own message says `SchemaError(Expected … at ["PORT"])` without
- * the value.
+ * the value. Built from the error's data (its schema issues, each with a path
+ * and a message), not from its rendered text.
  *
  * @internal
  */
-import { Config, Effect, Option } from "effect"
+import { Config, Effect, Option, Schema, SchemaIssue } from "effect"
 import { InvalidOption } from "./options.ts"
 
-const ISSUE = /([^\n]+)\n\s+at (\[[^\n]*\])/g
-
-/** One thing a `ConfigError` says: the variable (the path's segments joined with `_`, as the environment names it) and what was expected. */
+/** One thing a `ConfigError` says: the variable (the path joined with `_`, as the environment names it) and what was expected. */
 interface Issue {
   readonly variable: string | undefined
   readonly expected: string
-  /** As Effect words it, for an issue without a readable path. */
-  readonly text: string
 }
 
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const lowerFirst = (text: string) => text.charAt(0).toLowerCase() + text.slice(1)
+
 const issues = (error: Config.ConfigError): ReadonlyArray<Issue> => {
-  const text = error.cause.message
-  const found = [...text.matchAll(ISSUE)].map(([, expected, at]): Issue => {
-    const path = parsePath(at!)
-    return {
-      variable: path?.join("_"),
-      expected: expected!.charAt(0).toLowerCase() + expected!.slice(1),
-      text: `${expected} at ${at}`
-    }
-  })
-  return found.length === 0 ? [{ variable: undefined, expected: text, text }] : found
+  const cause = error.cause
+  if (!Schema.isSchemaError(cause)) return [{ variable: undefined, expected: cause.message }]
+  return formatter(cause.issue).issues.map((issue) => ({
+    variable: issue.path === undefined || issue.path.length === 0 ? undefined : issue.path.map(String).join("_"),
+    expected: lowerFirst(issue.message)
+  }))
 }
 
 /** The setting as `InvalidOption` says it; `value` undefined: not set. */
 const toInvalid = (variable: string, expected: string, value: string | undefined): InvalidOption => {
   if (value === undefined) return new InvalidOption({ variable, value: "", reason: `not set: ${expected}` })
-  // Effect's message may start with the value already.
-  const prefix = `${JSON.stringify(value)}: `
-  return new InvalidOption({ variable, value, reason: expected.startsWith(prefix) ? expected.slice(prefix.length) : expected })
+  // A message of our own (Options.Duration's) names the value already, for those who read it through Effect.
+  const named = `${JSON.stringify(value)}: `
+  return new InvalidOption({ variable, value, reason: expected.startsWith(named) ? expected.slice(named.length) : expected })
 }
 
 /**
- * Reads the values from `env` (the process environment, where `Config` reads
- * them by default).
+ * The error in words, one part per issue; values are read from `env` (the
+ * process environment, where `Config` reads them by default).
  *
  * @internal
  */
 export const describeConfigError = (error: Config.ConfigError, env: Record<string, string | undefined> = process.env): string =>
-  issues(error).map(({ expected, text, variable }) => {
-    if (variable === undefined) return text
+  issues(error).map(({ expected, variable }) => {
+    if (variable === undefined) return expected
     const value = env[variable]
     return value === undefined ? `${variable} is not set: ${expected}` : toInvalid(variable, expected, value).message
   }).join("; ")
@@ -64,17 +61,10 @@ export const describeConfigError = (error: Config.ConfigError, env: Record<strin
 export const read = <A>(config: Config.Config<A>): Effect.Effect<A, InvalidOption> =>
   Effect.catch(config, (error: Config.ConfigError) =>
     Effect.gen(function*() {
-      const [{ expected, variable }] = issues(error) as [Issue]
-      if (variable === undefined) return yield* new InvalidOption({ variable: "configuration", value: "", reason: expected })
-      const value = yield* Effect.orElseSucceed(Config.option(Config.String(variable)), () => Option.none<string>())
-      return yield* toInvalid(variable, expected, Option.getOrUndefined(value))
+      const [first] = issues(error)
+      if (first === undefined || first.variable === undefined) {
+        return yield* new InvalidOption({ variable: "configuration", value: "", reason: first?.expected ?? error.message })
+      }
+      const value = yield* Effect.orElseSucceed(Config.option(Config.String(first.variable)), () => Option.none<string>())
+      return yield* toInvalid(first.variable, first.expected, Option.getOrUndefined(value))
     }))
-
-const parsePath = (text: string): ReadonlyArray<string | number> | undefined => {
-  try {
-    const path: unknown = JSON.parse(text)
-    return Array.isArray(path) ? path as ReadonlyArray<string | number> : undefined
-  } catch {
-    return undefined
-  }
-}
