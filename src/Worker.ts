@@ -50,7 +50,9 @@ export interface Source<A, E = never, R = never> {
  * An opened source that holds items it would drop when its pool stops (a
  * stream's): `take` is a worker's wait for its next item; `ready`, read only
  * once the pool has halted, gives an item the source has without waiting, or
- * none — then the worker stops. `ready` must never wait.
+ * none — then the worker stops. `ready` must never wait. `halt` is called
+ * once, synchronously, the moment the pool stops taking (a durable source
+ * gives back what it holds).
  *
  * @since 0.1.0
  */
@@ -306,6 +308,7 @@ export const consume = <A, E1, R1, E, R>(
       afterDrain: () => Scope.close(sourceScope, Exit.void)
     })
     pool.count(quit.find(group.name)!.inFlight!)
+    pool.onHalt(taker.halt)
     yield* internal.start(pool, workers, {
       take: taker.take,
       ready: taker.ready,

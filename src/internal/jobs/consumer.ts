@@ -33,17 +33,26 @@ export const open = (store: Pick<Store, "claim" | "releaseUnstarted">, options: 
     let waiting = 0
     let halted = false
     let claimer: { readonly fiber: Fiber.Fiber<void>; readonly settled: Deferred.Deferred<void> } | undefined
+    // At the halt, a claim under way is left to finish and its jobs go back at once (interrupted, its rows
+    // would stay claimed until the queue closes); a pause between claims is cut. Closing the source cuts both.
+    let claiming = false
     let releasing: Fiber.Fiber<number, unknown> | undefined
 
     // Claims until it gets jobs (a claim retries its own failures), then hands them over. The wake is
     // listened for from before the claim: an enqueue during an empty claim ends the pause at once.
     const claimLoop: Effect.Effect<void> = Effect.gen(function*() {
       while (true) {
+        if (halted) return
         const woken = yield* Effect.forkChild(options.wake, { startImmediately: true })
-        const jobs = yield* Effect.suspend(() => store.claim(Math.min(options.batch, Math.max(1, waiting))))
+        claiming = true
+        const jobs = yield* Effect.suspend(() => store.claim(Math.min(options.batch, Math.max(1, waiting)))).pipe(
+          Effect.ensuring(Effect.sync(() => claiming = false))
+        )
         if (jobs.length > 0) {
           yield* Fiber.interrupt(woken)
           hand.push(...jobs)
+          // The pool halted while the claim ran: nobody takes these; they go back at once.
+          if (halted) yield* Effect.ignore(release)
           return
         }
         yield* Effect.raceFirst(Effect.sleep(options.interval), Fiber.join(woken))
@@ -85,19 +94,19 @@ export const open = (store: Pick<Store, "claim" | "releaseUnstarted">, options: 
       )
     })
 
-    // Read by the workers once the pool has halted: a job source has nothing ready to hand out after it.
-    const ready: Effect.Effect<Option.Option<Job>> = Effect.suspend(() => {
-      if (halted) return Effect.succeedNone
+    // The moment the pool halts: no claim starts again, a pause is cut, and what is in hand goes back.
+    const run = Effect.runForkWith(yield* Effect.context<never>())
+    const halt = () => {
+      if (halted) return
       halted = true
-      const stopClaimer = claimer === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(claimer.fiber))
-      // Detached, and joined when the source closes: closing the scope must not cut it.
-      return stopClaimer.pipe(
-        Effect.andThen(Effect.forkDetach(release, { startImmediately: true })),
-        Effect.map((fiber) => {
-          releasing = fiber
-          return Option.none()
-        })
-      )
+      if (claimer !== undefined && !claiming) claimer.fiber.interruptUnsafe()
+      releasing = run(release)
+    }
+
+    // Read by the workers once the pool has halted: a job source has nothing to hand out after it.
+    const ready: Effect.Effect<Option.Option<Job>> = Effect.sync(() => {
+      halt()
+      return Option.none()
     })
 
     // The source closes after the pool has drained: a release under way ends first; what is still in hand goes back.
@@ -107,5 +116,5 @@ export const open = (store: Pick<Store, "claim" | "releaseUnstarted">, options: 
       return Effect.andThen(pending, Effect.ignore(release))
     }))
 
-    return { take, ready }
+    return { take, ready, halt }
   })

@@ -190,6 +190,14 @@ export class Pool {
     if (this.#halted) return
     this.#halted = true
     for (const slot of this.#slots) if (slot.waiting) slot.fiber.interruptUnsafe()
+    this.#onHalt?.()
+  }
+
+  #onHalt: (() => void) | undefined
+
+  /** What the source does the moment the pool halts (a durable source gives back what it holds). */
+  onHalt(callback: (() => void) | undefined): void {
+    this.#onHalt = callback
   }
 
   /** Runs `effect` as a wait of `slot`'s worker: interruptible, and interrupted by `halt`. */

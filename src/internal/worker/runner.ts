@@ -35,6 +35,8 @@ export type Policy<E> =
 export interface Taker<A, E> {
   readonly take: Effect.Effect<A, E | Cause.Done>
   readonly ready?: Effect.Effect<Option.Option<A>> | undefined
+  /** Called once, synchronously, the moment the pool halts (stops taking). */
+  readonly halt?: (() => void) | undefined
 }
 
 /** What one pool runs. @internal */
