@@ -6,7 +6,7 @@
  * the server runs as the `postgres` user.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -50,16 +50,18 @@ export interface Postgres {
   readonly host: string
   readonly port: number
   readonly process: ChildProcess
-  /** psql -c `sql` against the server; its output. */
-  readonly psql: (sql: string) => string
+  /** psql -c `sql` against `database` (default postgres); its output. */
+  readonly psql: (sql: string, database?: string) => string
   readonly stop: () => Promise<void>
 }
 
 export interface PostgresOptions {
-  /** The address it listens on (default 127.0.0.1); "*" for every interface. */
+  /** The addresses it listens on, comma-separated (default 127.0.0.1). */
   readonly listen?: string | undefined
   /** `-c name=value` settings. */
   readonly settings?: Readonly<Record<string, string>> | undefined
+  /** Lines added to pg_hba.conf (initdb's own trusts loopback only): `host all all 10.1.2.0/30 trust`. */
+  readonly hba?: ReadonlyArray<string> | undefined
 }
 
 /** Starts a server in a fresh folder; resolves once it accepts connections. */
@@ -74,6 +76,7 @@ export const startPostgres = async (options: PostgresOptions = {}): Promise<Post
     stdio: "ignore",
     ...user
   })
+  if (options.hba !== undefined) appendFileSync(join(data, "pg_hba.conf"), options.hba.map((line) => `${line}\n`).join(""))
   const port = await freePort()
   const settings = { max_connections: "200", ...options.settings }
   const child = spawn(`${bin}/postgres`, [
@@ -84,8 +87,11 @@ export const startPostgres = async (options: PostgresOptions = {}): Promise<Post
   child.stderr!.on("data", (chunk: Buffer) => log += chunk.toString())
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
   const host = "127.0.0.1"
-  const [psqlBin, psqlArgs] = [`${bin}/psql`, ["-h", host, "-p", String(port), "-U", "postgres", "-d", "postgres", "-qAt"]]
-  const psql = (sql: string) => execFileSync(psqlBin, [...psqlArgs, "-c", sql], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+  const psql = (sql: string, database = "postgres") =>
+    execFileSync(`${bin}/psql`, ["-h", host, "-p", String(port), "-U", "postgres", "-d", database, "-qAt", "-c", sql], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"]
+    })
   // Ready once psql gets an answer (pg_isready says "accepting" a moment earlier than logins succeed).
   for (let attempt = 0;; attempt++) {
     try {
