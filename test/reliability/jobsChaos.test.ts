@@ -214,10 +214,11 @@ const figures = (name: string, run: Awaited<ReturnType<typeof chaos>>) => {
         sigterms.filter((kill) => kill.code === 0 && kill.report?.ending === "graceful").length
       }; rows not done: ${sigterms.flatMap((kill) => kill.report?.notDone ?? []).join(", ") || "none"}), ${
         run.kills.length - sigterms.length
-      } SIGKILL, over ${SECONDS} s`,
+      } SIGKILL, over ${SECONDS} s or more (until ${MIN_KILLS} kills: a restarted instance is killed only once it listens)`,
       `${run.enqueued} jobs enqueued while it ran; in the end ${run.final.done} done, ${run.final.lost} lost, ${run.final.committedTwice} committed twice`,
       `${run.final.reclaimed} jobs claimed more than once (released at a SIGTERM, or taken again once a SIGKILLed claim's 2 s lease passed)`,
-      `the 3 last SIGTERMs: exit codes ${run.finalStops.map((stop) => stop.code).join(", ")}; SIGTERM → exit ${spread(sigterms.map((kill) => kill.elapsedMs))} ms`
+      `SIGTERM → exit during the kills: ${spread(sigterms.map((kill) => kill.elapsedMs))} ms (min / median / max; 3 instances, the server and the test on 2 cores)`,
+      `the 3 instances left at the end, stopped with SIGTERM once every job was done: exit codes ${run.finalStops.map((stop) => stop.code).join(", ")}`
     ]
   })
 }
