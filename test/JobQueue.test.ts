@@ -11,7 +11,7 @@ import { TestClock } from "effect/testing"
 import { Quit } from "../src/index.ts"
 import * as JobQueue from "../src/JobQueue.ts"
 import * as Worker from "../src/Worker.ts"
-import { dialects, eventually, storeIn, withStore } from "./support/jobs.ts"
+import { dialects, eventually, pg, postgres, storeIn, withStore } from "./support/jobs.ts"
 import { captureLogs } from "./support/logs.ts"
 import { rows } from "./support/quit.ts"
 
@@ -167,6 +167,29 @@ for (const dialect of dialects) {
       }).pipe(quietly))
   })
 
+  describe(`JobQueue on ${dialect.name}: two processes (or machines) on one database`, () => {
+    it.live("two pools of 4 workers share 300 jobs: each is done once, by one of them, and both take part", () =>
+      Effect.gen(function*() {
+        const path = yield* database()
+        const by = new Map<number, string>()
+        const pools = yield* Effect.forEach(["a", "b"], (name) =>
+          Effect.map(
+            Layer.build(JobQueue.layerWorker(name, (job) => Effect.sync(() => by.set(job.id, by.has(job.id) ? "twice" : name)), {
+              workers: 4,
+              commit: (sql, job) => recordResult(sql, job, name)
+            }).pipe(Layer.provideMerge(JobQueue.layer({ path, setup })))),
+            (context) => Context.get(context, JobQueue.JobQueue)
+          ))
+        yield* pools[0]!.enqueue(Array.from({ length: 300 }, (_, n) => `job ${n}`))
+        yield* statsAre(pools[1]!, { pending: 0, claimed: 0, done: 300, failed: 0 })
+        const counts = yield* select(pools[0]!, "SELECT count(*) AS n, count(DISTINCT job_id) AS jobs FROM results")
+        assert.deepStrictEqual(counts, [[300, 300]])
+        const names = new Set(by.values())
+        assert.isFalse(names.has("twice"))
+        assert.deepStrictEqual([...names].sort(), ["a", "b"])
+      }).pipe(Effect.scoped, withQuit))
+  })
+
   describe(`JobQueue claims on ${dialect.name}: fenced, leased, released`, () => {
     it.live("a claim whose lease has passed is claimable again; the first claimant's completion, failure and renewal are refused", () =>
       Effect.gen(function*() {
@@ -210,6 +233,28 @@ for (const dialect of dialects) {
       }).pipe(Effect.scoped, withQuit))
   })
 }
+
+describe("JobQueue on PostgreSQL: LISTEN/NOTIFY", () => {
+  it.live("the listening session ended by the server: the queue listens again, and an enqueue elsewhere wakes it at once", () =>
+    Effect.gen(function*() {
+      const path = yield* Effect.promise(pg.database)
+      const server = yield* Effect.promise(postgres)
+      const database = path.slice(path.lastIndexOf("/") + 1)
+      const { queue, scope } = yield* start(path, () => Effect.succeed("ok"), { workers: 2, commit: recordResult }, {
+        pollInterval: "1 hour"
+      })
+      // The backends of this database whose last statement was a LISTEN.
+      const listeners = () =>
+        server.psql(`SELECT pid FROM pg_stat_activity WHERE datname = '${database}' AND query LIKE 'LISTEN%'`).trim()
+      yield* eventually(Effect.sync(() => listeners() !== ""))
+      const first = listeners()
+      server.psql(`SELECT pg_terminate_backend(${first})`)
+      yield* eventually(Effect.sync(() => listeners() !== "" && listeners() !== first))
+      yield* Effect.promise(() => withStore(path, (jobs) => jobs.enqueue(["after"])))
+      yield* statsAre(queue, { pending: 0, claimed: 0, done: 1, failed: 0 })
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(quietly))
+})
 
 /** A queue of its own (another process, another machine) in the current scope. */
 const queueOn = (path: string, leaseMillis: number) =>
