@@ -174,10 +174,12 @@ for (const dialect of dialects) {
         const by = new Map<number, string>()
         const pools = yield* Effect.forEach(["a", "b"], (name) =>
           Effect.map(
-            Layer.build(JobQueue.layerWorker(name, (job) => Effect.sync(() => by.set(job.id, by.has(job.id) ? "twice" : name)), {
-              workers: 4,
-              commit: (sql, job) => recordResult(sql, job, name)
-            }).pipe(Layer.provideMerge(JobQueue.layer({ path, setup })))),
+            // 20 ms a job: alone, a pool needs 1.5 s for all; the other finds them within its 100 ms poll.
+            Layer.build(JobQueue.layerWorker(name, (job) =>
+              Effect.as(Effect.sleep("20 millis"), undefined).pipe(
+                Effect.tap(() => Effect.sync(() => by.set(job.id, by.has(job.id) ? "twice" : name)))
+              ), { workers: 4, commit: (sql, job) => recordResult(sql, job, name) })
+              .pipe(Layer.provideMerge(JobQueue.layer({ path, setup, pollInterval: "100 millis" })))),
             (context) => Context.get(context, JobQueue.JobQueue)
           ))
         yield* pools[0]!.enqueue(Array.from({ length: 300 }, (_, n) => `job ${n}`))
