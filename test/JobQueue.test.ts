@@ -237,6 +237,22 @@ for (const dialect of dialects) {
 }
 
 describe("JobQueue on PostgreSQL: LISTEN/NOTIFY", () => {
+  it.live("claims given back by another machine wake the idle workers at once", () =>
+    Effect.gen(function*() {
+      const path = yield* Effect.promise(pg.database)
+      const other = yield* storeIn(path, 30_000, setup)
+      const { queue, scope } = yield* start(path, () => Effect.succeed("ok"), { workers: 2, commit: recordResult }, {
+        pollInterval: "1 hour"
+      })
+      yield* other.enqueue(["x", "y"])
+      const held = yield* other.claim(2)
+      // Woken by the enqueue, the pool found nothing: the other machine holds both.
+      yield* statsAre(queue, { pending: 0, claimed: 2, done: 0, failed: 0 })
+      assert.strictEqual(yield* other.releaseUnstarted(held), 2)
+      yield* statsAre(queue, { pending: 0, claimed: 0, done: 2, failed: 0 })
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(Effect.scoped, withQuit))
+
   it.live("the listening session ended by the server: the queue listens again, and an enqueue elsewhere wakes it at once", () =>
     Effect.gen(function*() {
       const path = yield* Effect.promise(pg.database)

@@ -185,15 +185,21 @@ export const pg = (t: string): Statements => ({
     `UPDATE ${t} SET lease_until = ${NOW} + $3 WHERE id = $1 AND state = 'claimed' AND claim = $2 RETURNING id`,
     [id, token, lease]
   ],
+  // A release wakes idle workers on every machine (one notification per transaction: PostgreSQL folds the same
+  // channel and payload into one), only if it released something.
   releaseUnstarted: (owner, ids) => [
-    `UPDATE ${t} SET state = 'pending', claim = NULL, claimed_at = NULL, attempts = attempts - 1, ${settle}
-     WHERE state = 'claimed' AND owner = $1
-       AND id IN (SELECT (jsonb_array_elements_text($2::jsonb))::bigint) RETURNING id`,
+    `WITH released AS (
+       UPDATE ${t} SET state = 'pending', claim = NULL, claimed_at = NULL, attempts = attempts - 1, ${settle}
+       WHERE state = 'claimed' AND owner = $1
+         AND id IN (SELECT (jsonb_array_elements_text($2::jsonb))::bigint) RETURNING id)
+     SELECT r.id FROM released AS r, LATERAL (SELECT pg_notify('effect_graceful_${t}', '')) AS n`,
     [owner, JSON.stringify(ids)]
   ],
   releaseOwned: (owner) => [
-    `UPDATE ${t} SET state = 'pending', claim = NULL, claimed_at = NULL, ${settle}
-     WHERE state = 'claimed' AND owner = $1 RETURNING id`,
+    `WITH released AS (
+       UPDATE ${t} SET state = 'pending', claim = NULL, claimed_at = NULL, ${settle}
+       WHERE state = 'claimed' AND owner = $1 RETURNING id)
+     SELECT r.id FROM released AS r, LATERAL (SELECT pg_notify('effect_graceful_${t}', '')) AS n`,
     [owner]
   ],
   stats: [`SELECT state, count(*) AS n FROM ${t} GROUP BY state`, []]
