@@ -175,12 +175,14 @@ export const layer = (options: Options): Layer.Layer<JobQueue, JobQueueError | I
       const path = redact(options.path)
       // The client's own scope: closed by the closer, after the release.
       const clientScope = yield* Scope.make()
+      // The writer of grouped completions runs with this layer's services (its logger).
+      const fork = Effect.runForkWith(yield* Effect.context<never>())
       const { connection, jobs } = yield* Closer.make(
         "jobs db",
         Effect.gen(function*() {
           const connection = yield* connect(options.path, { busyTimeout, maxConnections })
           yield* store.setup(connection.sql, sqls, options.setup)
-          return { connection, jobs: store.make(connection.sql, sqls, Duration.toMillis(lease)) }
+          return { connection, jobs: store.make(connection.sql, sqls, Duration.toMillis(lease), fork) }
         }).pipe(
           Scope.provide(clientScope),
           Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(clientScope, exit) : Effect.void)
@@ -223,7 +225,8 @@ export const layer = (options: Options): Layer.Layer<JobQueue, JobQueueError | I
 const releaseOwned = (jobs: store.Store, lease: string) =>
   Effect.flatMap(QuitModule.timeLeft("close"), (left) => {
     const millis = Duration.toMillis(left)
-    return jobs.releaseOwned.pipe(
+    // Completions still being written (of units cut at the drain deadline) end first: those jobs are done, not released.
+    return Effect.andThen(jobs.idle, jobs.releaseOwned).pipe(
       Effect.timeoutOption(Duration.millis(Math.max(0, millis - Math.min(250, millis / 4)))),
       Effect.flatMap(Option.match({
         onNone: () =>

@@ -153,6 +153,23 @@ for (const dialect of dialects) {
         yield* Scope.close(scope, Exit.void)
       }).pipe(quietly))
 
+    it.effect("completions written together: one commit failing rolls back its own job only", () =>
+      Effect.gen(function*() {
+        const { queue, scope } = yield* start(yield* database(), (job) => Effect.succeed(job.payload), {
+          workers: 4,
+          onFailure: Worker.logAndContinue,
+          commit: (sql, job, value) =>
+            Effect.andThen(recordResult(sql, job, value), value === "bad" ? Effect.fail("refused") : Effect.void)
+        })
+        yield* queue.enqueue(["a", "b", "bad", "c", "d", "e", "f", "g"])
+        yield* statsAre(queue, { pending: 0, claimed: 0, done: 7, failed: 1 })
+        assert.deepStrictEqual(
+          yield* select(queue, "SELECT value FROM results ORDER BY job_id"),
+          [["a"], ["b"], ["c"], ["d"], ["e"], ["f"], ["g"]]
+        )
+        yield* Scope.close(scope, Exit.void)
+      }).pipe(quietly))
+
     it.effect("a retry backoff is cut by closing; the job goes back to pending", () =>
       Effect.gen(function*() {
         const path = yield* database()

@@ -48,7 +48,7 @@ export const storeIn = (database: string, leaseMillis = 30_000, setup?: (sql: Sq
     const connection = yield* connect(database, { busyTimeout: Duration.millis(20), maxConnections: 2 })
     const statements = database.startsWith("postgres") ? sqls.pg("jobs") : sqls.sqlite("jobs")
     yield* store.setup(connection.sql, statements, setup)
-    return store.make(connection.sql, statements, leaseMillis)
+    return store.make(connection.sql, statements, leaseMillis, Effect.runForkWith(yield* Effect.context<never>()))
   })
 
 /** Runs `f` on the store of `database` (made with the queue's schema and `setup`), outside any queue: another process. */

@@ -45,6 +45,8 @@ export const open = (store: Pick<Store, "claim" | "releaseUnstarted">, options: 
         if (halted) return
         const woken = yield* Effect.forkChild(options.wake, { startImmediately: true })
         claiming = true
+        // One turn of the scheduler first: workers finishing their units in this turn join the claim.
+        yield* Effect.yieldNow
         const jobs = yield* Effect.suspend(() => store.claim(Math.min(options.batch, Math.max(1, waiting)))).pipe(
           Effect.ensuring(Effect.sync(() => claiming = false))
         )

@@ -24,10 +24,12 @@
  *
  * @internal
  */
-import { Clock, Duration, Effect, Metric, Option, Schedule } from "effect"
+import type { Fiber } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Metric, Option, Schedule } from "effect"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { randomUUID } from "node:crypto"
+import * as batch from "./batch.ts"
 import { describe, isTransient, JobQueueError } from "./errors.ts"
 import type { Query, Statements } from "./sql.ts"
 
@@ -131,10 +133,17 @@ export interface Store {
   readonly releaseUnstarted: (jobs: ReadonlyArray<Job>) => Effect.Effect<number, JobQueueError>
   readonly releaseOwned: Effect.Effect<number, JobQueueError>
   readonly stats: Effect.Effect<Stats, JobQueueError>
+  /** Completes when no completion is being written or waits to be. */
+  readonly idle: Effect.Effect<void>
 }
 
 /** The store on `sql`; its operations retry as documented on each. @internal */
-export const make = (sql: SqlClient, statements: Statements, leaseMillis: number): Store => {
+export const make = (
+  sql: SqlClient,
+  statements: Statements,
+  leaseMillis: number,
+  fork: (effect: Effect.Effect<void>) => Fiber.Fiber<void>
+): Store => {
   const owner = randomUUID()
   let claims = 0
   const run = (query: Query) => sql.unsafe<Row>(query[0], query[1])
@@ -150,9 +159,31 @@ export const make = (sql: SqlClient, statements: Statements, leaseMillis: number
       )
     )
 
+  const completions = batch.make({
+    max: 200,
+    fork,
+    single: (write) => retrying("complete", write.transactional ? sql.withTransaction(write.effect) : write.effect, "transient"),
+    // One transaction, a savepoint each; a failure that may pass anywhere in it retries the whole batch.
+    batch: (writes) =>
+      retrying(
+        "complete",
+        sql.withTransaction(Effect.flatMap(
+          Effect.forEach(writes, (write) => Effect.exit(sql.withTransaction(write.effect))),
+          (exits) => {
+            const transient = exits.find((exit) => Exit.isFailure(exit) && isTransient(Cause.squash(exit.cause)))
+            return transient !== undefined && Exit.isFailure(transient)
+              ? Effect.failCause(transient.cause)
+              : Effect.succeed(exits.map((exit) => Exit.mapError(exit, (error) => wrap("complete", error))))
+          }
+        )),
+        "transient"
+      )
+  })
+
   return {
     owner,
     sql,
+    idle: completions.idle,
     statements,
     leaseMillis,
     // A caller waits for the answer: failures that may pass are retried for up to 5 s, then reported.
@@ -181,12 +212,17 @@ export const make = (sql: SqlClient, statements: Statements, leaseMillis: number
         "forever"
       ),
     // In a unit: retried until done, or cut at the drain deadline; the user's commit failing fails it at once.
-    complete: (job, commit) => {
+    // Completions arriving together are committed together (batch.ts).
+    complete: <E>(job: Job, commit: ((sql: SqlClient) => Effect.Effect<unknown, E>) | undefined) => {
       const done = settle(job, (t) => statements.complete(job.id, job.claim, t), "done")
-      const body = commit === undefined
+      const effect = commit === undefined
         ? done
-        : sql.withTransaction(Effect.flatMap(done, (mine) => mine ? Effect.as(commit(sql), true) : Effect.succeed(false)))
-      return retrying("complete", body, "transient")
+        : Effect.flatMap(done, (mine) => mine ? Effect.as(commit(sql), true) : Effect.succeed(false))
+      // Its error is its own write's: the store's wrapped, or the user's commit's E (see `batch.ts`).
+      return completions.submit({ effect, transactional: commit !== undefined }) as Effect.Effect<
+        boolean,
+        JobQueueError | Exclude<E, SqlError>
+      >
     },
     fail: (job, error) => retrying("fail", settle(job, (t) => statements.fail(job.id, job.claim, error, t), "failed"), "transient"),
     renew: (job) =>
