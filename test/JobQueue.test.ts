@@ -258,12 +258,15 @@ describe("JobQueue on PostgreSQL: LISTEN/NOTIFY", () => {
     Effect.gen(function*() {
       const path = yield* Effect.promise(pg.database)
       const other = yield* storeIn(path, 30_000, setup)
+      yield* other.enqueue(["x", "y"])
+      const held = yield* other.claim(2)
+      assert.strictEqual(held.length, 2)
+      // The pool's first claim finds nothing: the other machine holds both; its next poll is an hour away.
       const { queue, scope } = yield* start(path, () => Effect.succeed("ok"), { workers: 2, commit: recordResult }, {
         pollInterval: "1 hour"
       })
-      yield* other.enqueue(["x", "y"])
-      const held = yield* other.claim(2)
-      // Woken by the enqueue, the pool found nothing: the other machine holds both.
+      // Time for that first, empty claim (if it came later it would find the jobs without a notification).
+      yield* Effect.sleep("300 millis")
       yield* statsAre(queue, { pending: 0, claimed: 2, done: 0, failed: 0 })
       assert.strictEqual(yield* other.releaseUnstarted(held), 2)
       yield* statsAre(queue, { pending: 0, claimed: 0, done: 2, failed: 0 })

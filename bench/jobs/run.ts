@@ -117,6 +117,8 @@ const main = async () => {
   installContenders()
   const baseline = extractBaseline()
   const pg = await startPostgres({ settings: { max_connections: "300" } })
+  // Interrupted (Ctrl-C), the server goes too (on the way out, through the process's exit).
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130))
   const results: Record<string, Array<Measure>> = {}
   const add = (name: string, measure: Measure) => (results[name] ??= []).push(measure)
   let databases = 0

@@ -86,6 +86,9 @@ export const startPostgres = async (options: PostgresOptions = {}): Promise<Post
   let log = ""
   child.stderr!.on("data", (chunk: Buffer) => log += chunk.toString())
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+  // A parent that ends without stop() (killed, or a test runner that crashed) takes its server along.
+  const orphan = () => child.kill("SIGQUIT")
+  process.once("exit", orphan)
   const host = "127.0.0.1"
   const psql = (sql: string, database = "postgres") =>
     execFileSync(`${bin}/psql`, ["-h", host, "-p", String(port), "-U", "postgres", "-d", database, "-qAt", "-c", sql], {
@@ -112,6 +115,7 @@ export const startPostgres = async (options: PostgresOptions = {}): Promise<Post
     process: child,
     psql,
     stop: async () => {
+      process.off("exit", orphan)
       if (child.exitCode === null) {
         // Immediate shutdown: clients still connected are cut, which is what a test's end wants.
         child.kill("SIGQUIT")

@@ -3,7 +3,8 @@
  * arrive while one transaction commits are written together in the next, one
  * savepoint each — so a failing `commit` rolls back only its own job — and
  * one `COMMIT` (one fsync on SQLite, one WAL flush on PostgreSQL) serves them
- * all. A completion alone is written as before: one statement, or one
+ * all; the done marks of completions with no `commit` are one statement.
+ * A completion alone is written as before: one statement, or one
  * transaction with its `commit`.
  *
  * The writer is one fiber at a time, forked when the first completion arrives
@@ -20,11 +21,16 @@ export interface Completion {
   readonly answer: Deferred.Deferred<boolean, unknown>
 }
 
-/** A completion's statements; `transactional` when it has a `commit` of the user's (a transaction even alone). @internal */
-export interface Write {
-  readonly effect: Effect.Effect<boolean, unknown>
-  readonly transactional: boolean
-}
+/**
+ * A completion: its statements, with the user's `commit` (a transaction even
+ * alone, a savepoint in a batch), or a plain done mark of `claim` — several
+ * of which are one statement in a batch.
+ *
+ * @internal
+ */
+export type Write =
+  | { readonly _tag: "Commit"; readonly effect: Effect.Effect<boolean, unknown> }
+  | { readonly _tag: "Plain"; readonly effect: Effect.Effect<boolean, unknown>; readonly claim: readonly [number, string] }
 
 /** @internal */
 export interface Batcher {

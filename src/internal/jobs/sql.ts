@@ -36,6 +36,8 @@ export interface Statements {
   readonly enqueue: (payloads: ReadonlyArray<string>, now: number) => ReadonlyArray<Query>
   readonly claim: (owner: string, token: string, n: number, now: number, leaseMillis: number) => Query
   readonly complete: (id: number, token: string, now: number) => Query
+  /** Several done marks in one statement (completions with no `commit`); returns the ids it marked. */
+  readonly completeMany: (claims: ReadonlyArray<readonly [id: number, token: string]>, now: number) => Query
   readonly fail: (id: number, token: string, error: string, now: number) => Query
   /** The row's state and token: was a completion whose answer was lost ours? */
   readonly settled: (id: number) => Query
@@ -96,6 +98,11 @@ export const sqlite = (t: string): Statements => ({
   complete: (id, token, now) => [
     `UPDATE ${t} SET state = 'done', done_at = ?, ${settle} WHERE id = ? AND state = 'claimed' AND claim = ? RETURNING id`,
     [now, id, token]
+  ],
+  completeMany: (claims, now) => [
+    `UPDATE ${t} SET state = 'done', done_at = ?, ${settle}
+     WHERE state = 'claimed' AND (id, claim) IN (VALUES ${claims.map(() => "(?, ?)").join(", ")}) RETURNING id`,
+    [now, ...claims.flat()]
   ],
   fail: (id, token, error, now) => [
     `UPDATE ${t} SET state = 'failed', done_at = ?, error = ?, ${settle}
@@ -170,6 +177,12 @@ export const pg = (t: string): Statements => ({
     `UPDATE ${t} SET state = 'done', done_at = ${NOW}, ${settle}
      WHERE id = $1 AND state = 'claimed' AND claim = $2 RETURNING id`,
     [id, token]
+  ],
+  completeMany: (claims) => [
+    `UPDATE ${t} AS j SET state = 'done', done_at = ${NOW}, ${settle}
+     FROM (SELECT (c->>0)::bigint AS id, c->>1 AS claim FROM jsonb_array_elements($1::jsonb) AS c) AS v
+     WHERE j.id = v.id AND j.claim = v.claim AND j.state = 'claimed' RETURNING j.id`,
+    [JSON.stringify(claims)]
   ],
   fail: (id, token, error) => [
     `UPDATE ${t} SET state = 'failed', done_at = ${NOW}, error = $3, ${settle}

@@ -162,20 +162,25 @@ export const make = (
   const completions = batch.make({
     max: 200,
     fork,
-    single: (write) => retrying("complete", write.transactional ? sql.withTransaction(write.effect) : write.effect, "transient"),
-    // One transaction, a savepoint each; a failure that may pass anywhere in it retries the whole batch.
+    single: (write) => retrying("complete", write._tag === "Commit" ? sql.withTransaction(write.effect) : write.effect, "transient"),
+    // One transaction: the plain done marks in one statement (a mark it did not make is checked alone: a
+    // retried COMMIT's), each commit in a savepoint; a failure that may pass anywhere retries the whole batch.
     batch: (writes) =>
       retrying(
         "complete",
-        sql.withTransaction(Effect.flatMap(
-          Effect.forEach(writes, (write) => Effect.exit(sql.withTransaction(write.effect))),
-          (exits) => {
-            const transient = exits.find((exit) => Exit.isFailure(exit) && isTransient(Cause.squash(exit.cause)))
-            return transient !== undefined && Exit.isFailure(transient)
-              ? Effect.failCause(transient.cause)
-              : Effect.succeed(exits.map((exit) => Exit.mapError(exit, (error) => wrap("complete", error))))
-          }
-        )),
+        sql.withTransaction(Effect.gen(function*() {
+          const plain = writes.flatMap((write) => write._tag === "Plain" ? [write.claim] : [])
+          const marked = plain.length === 0
+            ? new Set<number>()
+            : new Set(ids(yield* Effect.flatMap(now, (t) => run(statements.completeMany(plain, t)))))
+          const exits = yield* Effect.forEach(writes, (write) =>
+            write._tag === "Plain"
+              ? marked.has(write.claim[0]) ? Effect.succeed(Exit.succeed(true)) : Effect.exit(write.effect)
+              : Effect.exit(sql.withTransaction(write.effect)))
+          const transient = exits.find((exit) => Exit.isFailure(exit) && isTransient(Cause.squash(exit.cause)))
+          if (transient !== undefined && Exit.isFailure(transient)) return yield* Effect.failCause(transient.cause)
+          return exits.map((exit) => Exit.mapError(exit, (error) => wrap("complete", error)))
+        })),
         "transient"
       )
   })
@@ -218,8 +223,11 @@ export const make = (
       const effect = commit === undefined
         ? done
         : Effect.flatMap(done, (mine) => mine ? Effect.as(commit(sql), true) : Effect.succeed(false))
+      const write: batch.Write = commit === undefined
+        ? { _tag: "Plain", effect, claim: [job.id, job.claim] }
+        : { _tag: "Commit", effect }
       // Its error is its own write's: the store's wrapped, or the user's commit's E (see `batch.ts`).
-      return completions.submit({ effect, transactional: commit !== undefined }) as Effect.Effect<
+      return completions.submit(write) as Effect.Effect<
         boolean,
         JobQueueError | Exclude<E, SqlError>
       >
