@@ -5,7 +5,8 @@
  *   /readyz, /livez;
  * - an Express app (`Http.layerNode`) on WEB_PORT (8081);
  * - a gRPC service with health on GRPC_PORT (50051);
- * - a worker pool consuming a durable SQLite job queue (JOBS_DB, jobs.db);
+ * - a worker pool consuming a durable job queue (JOBS_DB: a SQLite file, jobs.db
+ *   by default, or a postgres:// URL to share it between machines);
  * - the database, closed after everything that uses it.
  *
  * Ctrl-C (SIGINT) or SIGTERM drains it and prints the shutdown report. Try:

@@ -22,12 +22,13 @@
  * @since 0.1.0
  */
 import type { Cause, Queue, Stream } from "effect"
-import { Duration, Effect, Exit, Layer, Option, Queue as Q, Scope, Stream as S } from "effect"
+import { Duration, Effect, Exit, Layer, Option, Queue as Q, Scope } from "effect"
 import * as groups from "./internal/core/group.ts"
 import { durationOr, InvalidOption } from "./internal/core/options.ts"
 import { current } from "./internal/core/quit.ts"
 import { Pool } from "./internal/worker/pool.ts"
 import * as internal from "./internal/worker/runner.ts"
+import * as streams from "./internal/worker/stream.ts"
 import type { DurationInput } from "./Options.ts"
 import type * as Quit from "./Quit.ts"
 
@@ -46,12 +47,16 @@ export interface Source<A, E = never, R = never> {
 }
 
 /**
- * What a source that fetches ahead (a broker's prefetch) opens instead of a
- * bare take: the take, and `halt`, which the pool calls once, synchronously,
- * the moment it stops taking — at the quit event, or when its scope begins to
- * close (see `until`). The source then stops fetching and hands back at once
- * what it fetched and no worker took; it does that work in fibers of its own
- * scope, which stays open until the pool has drained.
+ * What a source opens when a bare take is not enough: the take, and
+ *
+ * - `halt`, which the pool calls once, synchronously, the moment it stops
+ *   taking — at the quit event, or when its scope begins to close (see
+ *   `until`): a source that fetches ahead (a broker's prefetch, a queue's
+ *   claims) stops fetching and hands back at once what no worker took, in
+ *   fibers of its own scope, which stays open until the pool has drained;
+ * - `ready`, read only once the pool has halted: an item the source has
+ *   without waiting, or none — then the worker stops. It never waits: a
+ *   stream's items already emitted are processed, not dropped.
  *
  * @example
  * ```ts
@@ -66,15 +71,17 @@ export interface Source<A, E = never, R = never> {
  * ```
  * @since 0.1.0
  */
-export interface Intake<A, E = never> {
-  readonly take: Effect.Effect<A, E | Cause.Done>
-  readonly halt: () => void
-}
+export type Intake<A, E = never> = internal.Intake<A, E>
 
 /**
- * Takes items from an Effect `Queue`. A worker stops when the queue ends
- * (`Queue.end`). Items still in the queue when the pool closes stay there: an
- * in-memory queue is lost on exit — use `JobQueue` for work that must survive.
+ * Takes items from an Effect `Queue`, one per take. A worker stops when the
+ * queue ends (`Queue.end`).
+ *
+ * What a quit drops: nothing. A take that waits holds no item (it is cut at
+ * the quit event and the next item stays in the queue); an item taken is a
+ * unit, processed while draining. Items still in the queue when the pool
+ * closes stay there — an in-memory queue is lost on exit: use `JobQueue` for
+ * work that must survive.
  *
  * @example
  * ```ts
@@ -90,24 +97,62 @@ export interface Intake<A, E = never> {
 export const fromQueue = <A, E>(queue: Queue.Dequeue<A, E>): Source<A, E> => ({ open: Effect.succeed(Q.take(queue)) })
 
 /**
- * Takes items from a `Stream`, run in the pool's scope into a buffer of
- * `buffer` items (default 1). A worker stops when the stream ends; a failing
- * stream fails the app. Up to `buffer` items pulled ahead are dropped at close.
+ * Takes items from a `Stream`, pulled on demand: a pull starts only when a
+ * worker needs an item and none is in hand, one pull at a time, and nothing
+ * is pulled ahead. A worker stops when the stream ends; a failing stream
+ * fails the app.
  *
+ * What a quit drops, exactly:
+ *
+ * - nothing the stream has emitted: a chunk it emits is in hand, and every
+ *   item of it is processed, while draining too;
+ * - nothing the stream has ready: after the quit event the pool goes on
+ *   taking what a pull returns without waiting — items a stream operator
+ *   holds (`Stream.rechunk`, `Stream.buffer`), or those its source gives at
+ *   once — and stops at the first pull that would wait. That pull is
+ *   interrupted, and the stream is not pulled again: a pull waiting on an
+ *   empty `Queue` holds nothing, and what is offered later stays in the queue;
+ * - what a stream operator holds inside a pull that waits at that moment —
+ *   the item of a `Stream.mapEffect` whose effect is under way — is dropped
+ *   with the stream;
+ * - items in hand not yet started when the drain deadline cuts the pool.
+ *
+ * So `Stream.fromQueue` (which takes every item queued at each pull) has its
+ * queue emptied before the pool stops; `Worker.fromQueue` leaves them there.
+ * A stream that always has an item ready (`Stream.range`) keeps its pool busy
+ * until the drain deadline: use {@link loop} for such work.
+ *
+ * `buffer` is accepted for compatibility and has no effect: nothing is pulled
+ * ahead, so nothing pulled ahead can be dropped.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Queue, Stream } from "effect"
+ * import { Worker } from "effect-graceful"
+ * const lines = Effect.gen(function*() {
+ *   const queue = yield* Queue.unbounded<string>()
+ *   yield* Worker.consume("lines", Worker.fromStream(Stream.fromQueue(queue)), (line) => Effect.log(line))
+ * })
+ * ```
  * @since 0.1.0
  */
 export const fromStream = <A, E, R>(
   stream: Stream.Stream<A, E, R>,
-  options: { readonly buffer?: number | undefined } = {}
-): Source<A, E, R> => ({
-  open: Effect.map(S.toQueue(stream, { capacity: options.buffer ?? 1 }), Q.take)
-})
+  _options: { readonly buffer?: number | undefined } = {}
+): Source<A, E, R> => ({ open: streams.open(stream) })
 
 /**
  * Calls `poll` until it returns an item, waiting `interval` after each empty
  * poll — or less, when `wake` completes (an in-process producer announcing new
  * items). The poll and the interval are both waits: closing cuts them at once.
  * A failing poll fails the app; wrap a flaky one in `Effect.retry`.
+ *
+ * What a quit drops: an item `poll` returns is a unit, processed while
+ * draining; a poll cut at the quit event returns nothing, so what it holds at
+ * that moment is the poll's own business. A poll that takes its item in one
+ * uninterruptible step (a synchronous take, a statement) drops nothing; one
+ * that waits after taking must give the item back when interrupted (as
+ * `JobQueue`'s claims are released when the queue closes).
  *
  * @example
  * ```ts
@@ -267,8 +312,8 @@ export const consume = <A, E1, R1, E, R>(
     // The source lives in a scope of its own, which the group closes once it has drained (step 5).
     const sourceScope = yield* Scope.fork(yield* Effect.scope)
     const opened = yield* Scope.provide(source.open, sourceScope)
-    const intake: Intake<A, E1> = Effect.isEffect(opened) ? { take: opened, halt: () => {} } : opened
-    const pool = new Pool(name, yield* Effect.context<never>(), intake.halt)
+    const intake: Intake<A, E1> = Effect.isEffect(opened) ? { take: opened } : opened
+    const pool = new Pool(name, yield* Effect.context<never>(), intake.halt ?? (() => {}))
     const { group, inFlight } = yield* groups.make(quit, name, {
       kind: "worker",
       drainTimeout: options.drainTimeout,
@@ -280,6 +325,7 @@ export const consume = <A, E1, R1, E, R>(
     pool.count(inFlight)
     yield* internal.start(pool, workers, {
       take: intake.take,
+      ready: intake.ready,
       process,
       policy: options.onFailure ?? logAndContinue,
       spaced,

@@ -19,6 +19,9 @@ import { Database, Workers } from "./jobs.ts"
 import { listeningLine } from "./ports.ts"
 import { Web, webServer } from "./web.ts"
 
+/** A postgres:// URL's password is not for logs. */
+const withoutPassword = (database: string) => database.replace(/^(postgres(?:ql)?:\/\/[^:@/]+):[^@/]*@/i, "$1:***@")
+
 export const App = Layer.unwrap(Effect.gen(function*() {
   const config = yield* ServiceConfig
   // The probes and /metrics (Prometheus) on a port of their own.
@@ -41,7 +44,7 @@ export const App = Layer.unwrap(Effect.gen(function*() {
         grpc: Context.get(context, Grpc.Server).port
       }
       const probes = Context.getOption(context, Health.Server)
-      const extra = [...Option.match(probes, { onNone: () => [], onSome: ({ port }) => [`health=${port}`] }), `jobs=${config.database}`]
+      const extra = [...Option.match(probes, { onNone: () => [], onSome: ({ port }) => [`health=${port}`] }), `jobs=${withoutPassword(config.database)}`]
       return Effect.logInfo(listeningLine(ports, extra))
     }),
     Layer.provide(Database(config.database, config.jobsLease))

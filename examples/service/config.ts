@@ -24,7 +24,7 @@ export const ServiceConfig = Config.all({
   reusePort: Config.Boolean("REUSE_PORT").pipe(Config.withDefault(false)),
   /** Readiness and liveness on a port of their own as well, when set. */
   healthPort: Config.schema(Schema.Port, "HEALTH_PORT").pipe(Config.option, Config.map(Option.getOrUndefined)),
-  /** The SQLite file of the job queue. */
+  /** The job queue: a SQLite file, or a postgres:// URL (PostgreSQL, shared by many machines). */
   database: Config.String("JOBS_DB").pipe(Config.withDefault("jobs.db")),
   /** How long a job's claim outlives a process killed with SIGKILL (renewed while it lives). */
   jobsLease: Options.Duration("JOBS_LEASE").pipe(Config.withDefault(Duration.seconds(30))),

@@ -160,6 +160,18 @@ export class Pool {
     }
   }
 
+  /**
+   * The unit of `slot` has ended and its next begins at once, with no moment
+   * outside: one more unit started, and the count never passes through zero
+   * (after the halt, the drain must not see the pool idle between the two).
+   */
+  chainUnit(slot: Slot): void {
+    if (slot.counted) {
+      this.#inFlight!.add()
+      this.#inFlight!.done()
+    } else this.#startedUncounted++
+  }
+
   #leaveOutside(): void {
     if (--this.#outside === 0 && this.#settled !== undefined) {
       const settled = this.#settled

@@ -85,6 +85,7 @@ const ORDER = [
   "SIGTERM under sustained load",
   "Fault injection",
   "Job queue killed at random moments",
+  "Job queue chaos: three instances, one killed every ~0.5 s",
   "Bad input while draining",
   "Rolling restart behind HAProxy"
 ]

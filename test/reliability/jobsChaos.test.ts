@@ -1,0 +1,273 @@
+/**
+ * One job queue, three instances of the example service on it, one of them
+ * killed every ~0.5 s — SIGTERM and SIGKILL in turn — and started again,
+ * while jobs keep coming:
+ *
+ * - on PostgreSQL, each instance on a machine of its own (a network
+ *   namespace joined to the host by a veth pair; the server on the host);
+ * - on SQLite, three processes on one machine, one file.
+ *
+ * The promise: 0 jobs lost, 0 committed twice (each done job has exactly one
+ * row in `results`, written in the transaction that marks it done); every
+ * SIGTERM exits 0 with its report. A SIGKILLed instance's claims come back
+ * after its lease (2 s here). At the end the survivors finish every job.
+ *
+ * Root only (network namespaces). `npm test` runs a reduced version (~6 s,
+ * a few hundred jobs); `npm run test:reliability` the full one (~20 s,
+ * thousands of jobs), recorded in results.md.
+ */
+import { afterEach, assert, describe, it } from "@effect/vitest"
+import { type ChildProcess, spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
+import { setTimeout as sleep } from "node:timers/promises"
+import { fileURLToPath } from "node:url"
+import type { SqlClient } from "effect/sql/SqlClient"
+import { type Postgres, startPostgres } from "../support/postgres.ts"
+import { withStore } from "../support/jobs.ts"
+import { makeMachines } from "./support/machines.ts"
+import { size } from "./support/mode.ts"
+import { shutdownReport } from "./support/report.ts"
+import { record, spread } from "./support/results.ts"
+
+const main = fileURLToPath(new URL("../../examples/main.ts", import.meta.url))
+const cleanups: Array<() => unknown> = []
+const defer = (cleanup: () => unknown) => cleanups.push(cleanup)
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+const SECONDS = size(6, 20)
+/** At least this many kills (half of them SIGTERM), however long the instances take to start. */
+const MIN_KILLS = size(4, 20)
+const FIRST_JOBS = size(150, 1_000)
+const JOBS_PER_TICK = size(15, 40)
+const env = { JOBS_LEASE: "2s", WORKERS: "4", JOB_MS: "30", DRAIN_TIMEOUT: "2s", SHUTDOWN_TIMEOUT: "4s", LOG_FORMAT: "json" }
+const results = (sql: SqlClient) =>
+  sql`CREATE TABLE IF NOT EXISTS results (job BIGINT NOT NULL, pid INTEGER NOT NULL, done_at BIGINT NOT NULL)`
+
+/** One instance of the example service, started again and again. */
+interface Instance {
+  readonly index: number
+  child: ChildProcess | undefined
+  output: string
+  running: boolean
+  busy: boolean
+}
+
+interface Kill {
+  readonly signal: "SIGTERM" | "SIGKILL"
+  readonly code: number | null
+  readonly elapsedMs: number
+  /** SIGTERM: the report's ending and exit code, and its rows that were not `done`. */
+  readonly report?: { readonly ending: string; readonly exitCode: number; readonly notDone: ReadonlyArray<string> }
+}
+
+/** What the database says: states, and the promise's two counts. */
+interface Tally {
+  readonly total: number
+  readonly done: number
+  readonly claimed: number
+  /** Enqueued and missing, done without a result, or a result for a job not done. */
+  readonly lost: number
+  /** Done jobs with more than one result. */
+  readonly committedTwice: number
+  /** Jobs claimed more than once (released by a SIGTERM, or taken again after a SIGKILL's lease). */
+  readonly reclaimed: number
+}
+
+const TALLY = `SELECT
+  (SELECT count(*) FROM jobs),
+  (SELECT count(*) FROM jobs WHERE state = 'done'),
+  (SELECT count(*) FROM jobs WHERE state = 'claimed'),
+  (SELECT count(*) FROM jobs WHERE state = 'done' AND id NOT IN (SELECT job FROM results))
+    + (SELECT count(*) FROM results WHERE job NOT IN (SELECT id FROM jobs WHERE state = 'done')),
+  (SELECT count(*) FROM (SELECT job FROM results GROUP BY job HAVING count(*) > 1) AS twice),
+  (SELECT count(*) FROM jobs WHERE attempts > 1)`
+
+const toTally = (values: ReadonlyArray<number>, enqueued: number): Tally => {
+  const [total, done, claimed, missing, committedTwice, reclaimed] = values as [number, number, number, number, number, number]
+  return { total, done, claimed, lost: enqueued - total + missing, committedTwice, reclaimed }
+}
+
+const pgTally = (pg: Postgres, database: string) => (enqueued: number) =>
+  toTally(pg.psql(TALLY, database).trim().split("|").map(Number), enqueued)
+
+const sqliteTally = (path: string) => (enqueued: number) => {
+  const db = new DatabaseSync(path, { readOnly: true })
+  try {
+    return toTally(Object.values(db.prepare(TALLY).get() as Record<string, number>).map(Number), enqueued)
+  } finally {
+    db.close()
+  }
+}
+
+/**
+ * Runs the chaos on `database` with instances started by `launch(index)`:
+ * kills every ~0.5 s for `SECONDS`, enqueuing as it goes, then lets the
+ * survivors finish and stops them with SIGTERM. Returns what happened.
+ */
+const chaos = async (
+  database: string,
+  launch: (index: number) => ChildProcess,
+  tally: (enqueued: number) => Tally
+) => {
+  const enqueue = (n: number) =>
+    withStore(database, (jobs) => jobs.enqueue(Array.from({ length: n }, (_, i) => `job ${i}`)), results).then((ids) => ids.length)
+  let enqueued = await enqueue(FIRST_JOBS)
+  const kills: Array<Kill> = []
+  const instances: Array<Instance> = [0, 1, 2].map((index) => ({ index, child: undefined, output: "", running: false, busy: false }))
+  const startInstance = (instance: Instance) => {
+    const child = launch(instance.index)
+    instance.child = child
+    instance.output = ""
+    instance.running = false
+    const onData = (chunk: Buffer) => {
+      instance.output += chunk.toString()
+      if (!instance.running && instance.output.includes("example service listening")) instance.running = true
+    }
+    child.stdout!.on("data", onData)
+    child.stderr!.on("data", onData)
+    defer(() => child.kill("SIGKILL"))
+  }
+  const exited = (child: ChildProcess) =>
+    new Promise<number | null>((resolve) => child.exitCode !== null || child.signalCode !== null
+      ? resolve(child.exitCode)
+      : child.once("close", (code) => resolve(code)))
+  const killAndRestart = async (instance: Instance, signal: Kill["signal"]) => {
+    instance.busy = true
+    const child = instance.child!
+    const sentAt = performance.now()
+    child.kill(signal)
+    const code = await exited(child)
+    const elapsedMs = performance.now() - sentAt
+    if (signal === "SIGTERM") {
+      const report = shutdownReport(instance.output)
+      kills.push({
+        signal,
+        code,
+        elapsedMs,
+        report: {
+          ending: report.ending,
+          exitCode: report.exitCode,
+          notDone: report.rows.filter((row) => row.outcome !== "done").map((row) => `${row.name}: ${row.outcome}`)
+        }
+      })
+    } else kills.push({ signal, code, elapsedMs })
+    startInstance(instance)
+    instance.busy = false
+  }
+
+  for (const instance of instances) startInstance(instance)
+  const started = performance.now()
+  const pending: Array<Promise<void>> = []
+  let turn = 0
+  while (performance.now() - started < SECONDS * 1_000 || turn < MIN_KILLS) {
+    await sleep(400 + Math.random() * 200)
+    enqueued += await enqueue(JOBS_PER_TICK)
+    const candidates = instances.filter((instance) => instance.running && !instance.busy)
+    const victim = candidates[Math.floor(Math.random() * candidates.length)]
+    if (victim === undefined) continue
+    pending.push(killAndRestart(victim, turn++ % 2 === 0 ? "SIGTERM" : "SIGKILL"))
+  }
+  await Promise.all(pending)
+
+  // The survivors finish what is left, SIGKILLed claims included once their lease has passed.
+  const deadline = performance.now() + 180_000
+  while (tally(enqueued).done < enqueued && performance.now() < deadline) await sleep(100)
+  const finalStops = await Promise.all(instances.map(async (instance) => {
+    while (!instance.running) await sleep(20)
+    const child = instance.child!
+    child.kill("SIGTERM")
+    return { code: await exited(child), report: shutdownReport(instance.output) }
+  }))
+  return { enqueued, kills, finalStops, final: tally(enqueued) }
+}
+
+const check = (run: Awaited<ReturnType<typeof chaos>>) => {
+  const { enqueued, final, finalStops, kills } = run
+  assert.deepInclude(final, { total: enqueued, done: enqueued, claimed: 0, lost: 0, committedTwice: 0 }, JSON.stringify(final))
+  const sigterms = kills.filter((kill) => kill.signal === "SIGTERM")
+  for (const kill of sigterms) {
+    assert.strictEqual(kill.code, 0, JSON.stringify(kill))
+    assert.deepInclude(kill.report, { exitCode: 0, ending: "graceful" }, JSON.stringify(kill))
+  }
+  for (const stop of finalStops) assert.deepStrictEqual([stop.code, stop.report.exitCode], [0, 0])
+  assert.isAtLeast(sigterms.length, 2, JSON.stringify(kills))
+  assert.isAtLeast(kills.filter((kill) => kill.signal === "SIGKILL").length, 2, JSON.stringify(kills))
+}
+
+const figures = (name: string, run: Awaited<ReturnType<typeof chaos>>) => {
+  const sigterms = run.kills.filter((kill) => kill.signal === "SIGTERM")
+  record({
+    family: "Job queue chaos: three instances, one killed every ~0.5 s",
+    scenario: name,
+    trials: run.kills.length,
+    requests: run.enqueued,
+    failures: run.final.lost + run.final.committedTwice,
+    signalToExitMs: sigterms.map((kill) => kill.elapsedMs),
+    exitCodes: run.kills.map((kill) => kill.code),
+    notes: [
+      `${sigterms.length} SIGTERM (exit 0 with the report, ending graceful: ${
+        sigterms.filter((kill) => kill.code === 0 && kill.report?.ending === "graceful").length
+      }; rows not done: ${sigterms.flatMap((kill) => kill.report?.notDone ?? []).join(", ") || "none"}), ${
+        run.kills.length - sigterms.length
+      } SIGKILL, over ${SECONDS} s or more (until ${MIN_KILLS} kills: a restarted instance is killed only once it listens)`,
+      `${run.enqueued} jobs enqueued while it ran; in the end ${run.final.done} done, ${run.final.lost} lost, ${run.final.committedTwice} committed twice`,
+      `${run.final.reclaimed} jobs claimed more than once (released at a SIGTERM, or taken again once a SIGKILLed claim's 2 s lease passed)`,
+      `SIGTERM → exit during the kills: ${spread(sigterms.map((kill) => kill.elapsedMs))} ms (min / median / max; 3 instances, the server and the test on 2 cores)`,
+      `the 3 instances left at the end, stopped with SIGTERM once every job was done: exit codes ${run.finalStops.map((stop) => stop.code).join(", ")}`
+    ]
+  })
+}
+
+const serviceEnv = (database: string, host: string) => ({
+  ...process.env,
+  ...env,
+  JOBS_DB: database,
+  HOST: host,
+  PORT: "0",
+  WEB_PORT: "0",
+  GRPC_PORT: "0"
+})
+
+describe("the job queue under chaos", () => {
+  it(`PostgreSQL, three machines (network namespaces), one instance killed every ~0.5 s for ${SECONDS} s: 0 lost, 0 committed twice`, async () => {
+    const machines = makeMachines(3, defer)
+    const pg = await startPostgres({
+      listen: ["127.0.0.1", ...machines.map((machine) => machine.hostAddress)].join(","),
+      hba: machines.map((machine) => `host all all ${machine.address}/32 trust`)
+    })
+    defer(() => pg.stop())
+    pg.psql("CREATE DATABASE chaos")
+    const run = await chaos(
+      pg.url.replace(/\/postgres$/, "/chaos"),
+      (index) => {
+        const machine = machines[index]!
+        const [command, ...args] = machine.exec
+        return spawn(command!, [...args, process.execPath, main], {
+          env: serviceEnv(`postgres://postgres@${machine.hostAddress}:${pg.port}/chaos`, machine.address),
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+      },
+      pgTally(pg, "chaos")
+    )
+    figures(`PostgreSQL 15, 3 machines (netns), ${SECONDS} s of kills`, run)
+    check(run)
+  }, 600_000)
+
+  it(`SQLite, three processes on one file, one killed every ~0.5 s for ${SECONDS} s: 0 lost, 0 committed twice`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "effect-graceful-chaos-"))
+    defer(() => rmSync(dir, { recursive: true, force: true }))
+    const path = join(dir, "jobs.db")
+    const run = await chaos(
+      path,
+      () => spawn(process.execPath, [main], { env: serviceEnv(path, "127.0.0.1"), stdio: ["ignore", "pipe", "pipe"] }),
+      sqliteTally(path)
+    )
+    figures(`SQLite, 3 processes on one file, ${SECONDS} s of kills`, run)
+    check(run)
+  }, 600_000)
+})
