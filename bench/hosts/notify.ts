@@ -9,11 +9,27 @@
  *
  *   npm run bench:hosts     # writes bench/hosts/results.md and results.json
  */
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { cpus, tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import * as notify from "../../src/internal/hosts/notify.ts"
+import { installOptional } from "../../test/support/optional.ts"
+
+// The native transport's optional peer is not a dependency of the project (see
+// test/support/optional.ts): installed beside it, and found through NODE_PATH,
+// which Node reads at start — so this bench runs again with it set.
+if (process.env["NODE_PATH"] === undefined) {
+  const range = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+    readonly peerDependencies: Record<string, string>
+  }).peerDependencies["node-unix-socket"] ?? "*"
+  const again = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
+    stdio: "inherit",
+    env: { ...process.env, NODE_PATH: installOptional("node-unix-socket", range) }
+  })
+  process.exit(again.status ?? 1)
+}
 
 const MESSAGES = 200
 const TICK = 1000 / 100 // /proc times are in clock ticks of 10 ms on Linux (USER_HZ = 100)

@@ -8,8 +8,10 @@
  * draining, STATUS=stopped last.
  */
 import { afterEach, assert, describe, it } from "@effect/vitest"
+import { readFileSync } from "node:fs"
 import * as Net from "node:net"
 import { get } from "../support/http.ts"
+import { installOptional } from "../support/optional.ts"
 import { fields, type NotifySocket, notifySocket } from "../support/notifySocket.ts"
 import { type Child, fixture, start } from "./harness.ts"
 
@@ -27,6 +29,10 @@ const freePort = () =>
       probe.close(() => resolve(port))
     })
   })
+
+const NODE_UNIX_SOCKET = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+  readonly peerDependencies: Record<string, string>
+}).peerDependencies["node-unix-socket"] ?? "*"
 
 const SHUTDOWN_MICROS = 4_000_000
 const MARGIN_MICROS = 5_000_000
@@ -53,7 +59,9 @@ describe("systemd notifications (NOTIFY_SOCKET)", () => {
       CHECK_FAILS: "1",
       SHUTDOWN_TIMEOUT: "4s",
       PROGRESS_INTERVAL: "300ms",
-      SYSTEMD_NOTIFY_TRANSPORT: transport
+      SYSTEMD_NOTIFY_TRANSPORT: transport,
+      // The native transport's optional peer, installed beside the project (see test/support/optional.ts).
+      ...(transport === "native" ? { NODE_PATH: installOptional("node-unix-socket", NODE_UNIX_SOCKET) } : {})
     })
     children.push(child)
 
