@@ -32,9 +32,10 @@ const env = Object.fromEntries(directives(service).filter(([k]) => k === "Enviro
 }))
 const commented = (name: string) => Number(new RegExp(`#\\s+${name}\\s+([\\d.]+)s`).exec(service)![1])
 
-// The longest the example's event loop is busy on purpose: the job queue's SQLite busy timeout.
-const store = readFileSync(new URL("../src/internal/jobs/store.ts", import.meta.url), "utf8")
-const SQLITE_BUSY_MS = Number(/new DatabaseSync\(path, \{ timeout: ([\d_]+) \}\)/.exec(store)![1]!.replaceAll("_", ""))
+// The longest the example's event loop is busy on purpose: the job queue's SQLite busy timeout
+// (a statement waits that long for another process's lock, then is retried on a schedule).
+const jobQueue = readFileSync(new URL("../src/JobQueue.ts", import.meta.url), "utf8")
+const SQLITE_BUSY_MS = Number(/durationOr\(options\.busyTimeout, Duration\.millis\((\d+)\)/.exec(jobQueue)?.[1])
 
 describe("the systemd units", () => {
   it.effect("stop timeout = shutdown timeout + Systemd.MARGIN; derived timeouts as the comment says; notify with the watchdog over the longest busy loop", () =>
@@ -56,6 +57,7 @@ describe("the systemd units", () => {
       assert.strictEqual(one(service, "NotifyAccess"), "all", "the helper and systemd-notify send for the main process")
       const watchdog = Number(one(service, "WatchdogSec"))
       // A ping comes every half; one delayed by the longest busy loop still arrives in time.
+      assert.isFalse(Number.isNaN(SQLITE_BUSY_MS), "the job queue's busy timeout was found")
       assert.isBelow(watchdog / 2 + SQLITE_BUSY_MS / 1000, watchdog)
       assert.isAtMost(Number(one(service, "TimeoutStartSec")), stopTimeout + 5)
       assert.match(one(service, "ExecStart"), /^\/usr\/bin\/node examples\/main\.ts$/, "node itself is the main process")
