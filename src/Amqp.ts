@@ -50,21 +50,22 @@ import type * as Quit from "./Quit.ts"
 import * as Worker from "./Worker.ts"
 
 export {
-  /** A broker call failed: connecting, consuming, settling a message, closing. @since 0.1.0 */
+  /** A broker call failed: connecting, consuming, settling a message, closing. @category errors @since 0.1.0 */
   BrokerError,
-  /** A `promise` handler rejected. @since 0.1.0 */
+  /** A `promise` handler rejected. @category errors @since 0.1.0 */
   HandlerError,
-  /** A broker setting that cannot keep the contract. @since 0.1.0 */
+  /** A broker setting that cannot keep the contract. @category errors @since 0.1.0 */
   SettingRefused
 }
 
-/** A delivered message, as amqplib gives it. @since 0.1.0 */
+/** A delivered message, as amqplib gives it. @category models @since 0.1.0 */
 export type Message = ConsumeMessage
 
 /**
  * Options of {@link consume}: those of a `Worker` pool, the connection, the
  * prefetch and the queue's declaration.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Options<E> extends Omit<Worker.Options<unknown, E>, "onGiveUp"> {
@@ -89,6 +90,7 @@ export interface Options<E> extends Omit<Worker.Options<unknown, E>, "onGiveUp">
  *   await fetch("https://example.com/hook", { method: "POST", body: message.content, signal })
  * })
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const promise: (
@@ -110,6 +112,7 @@ export const promise: (
  *   workers: 8
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const consume = <E, R>(
@@ -150,6 +153,7 @@ export const consume = <E, R>(
  * export const Emails = Amqp.layer("emails", (message) => Effect.log(message.content.toString()), { url: "amqp://localhost", workers: 4 })
  * // run it with Main.runMain, beside the layers it needs
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer = <E, R>(

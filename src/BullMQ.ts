@@ -47,11 +47,11 @@ import type * as Quit from "./Quit.ts"
 import * as Worker from "./Worker.ts"
 
 export {
-  /** A broker call failed: connecting, settling a job, closing. @since 0.1.0 */
+  /** A broker call failed: connecting, settling a job, closing. @category errors @since 0.1.0 */
   BrokerError,
-  /** A `promise` handler rejected. @since 0.1.0 */
+  /** A `promise` handler rejected. @category errors @since 0.1.0 */
   HandlerError,
-  /** A broker setting that cannot keep the contract (a lock shorter than the drain timeout). @since 0.1.0 */
+  /** A broker setting that cannot keep the contract (a lock shorter than the drain timeout). @category errors @since 0.1.0 */
   SettingRefused
 }
 
@@ -59,6 +59,7 @@ export {
  * Options of {@link consume}: those of a `Worker` pool, the Redis connection,
  * and BullMQ's own settings.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Options<E> extends Omit<Worker.Options<unknown, E>, "onGiveUp"> {
@@ -84,6 +85,7 @@ export interface Options<E> extends Omit<Worker.Options<unknown, E>, "onGiveUp">
  *   await fetch(`https://example.com/${job.data.id}`, { signal })
  * })
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const promise: <D>(
@@ -106,6 +108,7 @@ export const promise: <D>(
  *   workers: 8
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const consume = <D, E, R>(
@@ -148,6 +151,7 @@ export const consume = <D, E, R>(
  * export const Emails = BullMQ.layer("emails", (job) => Effect.log(`sending ${job.id}`), { connection: { port: 6379 }, workers: 4 })
  * // run it with Main.runMain, beside the layers it needs
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer = <D, E, R>(

@@ -25,6 +25,7 @@ import type * as Quit from "./Quit.ts"
  * A close: an Effect, or a plain function — sync, or returning a Promise. For
  * the callback style, wrap it with {@link callback}.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Close<E = unknown, R = never> = CloseFunction<E, R>
@@ -32,6 +33,7 @@ export type Close<E = unknown, R = never> = CloseFunction<E, R>
 /**
  * A callback-style close reported an error.
  *
+ * @category errors
  * @since 0.1.0
  */
 export class CloseError extends Data.TaggedError("CloseError")<{ readonly cause: unknown }> {
@@ -51,6 +53,7 @@ export class CloseError extends Data.TaggedError("CloseError")<{ readonly cause:
  * const server = createServer()
  * const close = Closer.callback((done) => server.close(done))
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const callback = (register: (done: (error?: unknown) => void) => void): Effect.Effect<void, CloseError> =>
@@ -71,6 +74,7 @@ export const callback = (register: (done: (error?: unknown) => void) => void): E
  * import { Closer } from "effect-graceful"
  * const Sidecar = Closer.layerDiscard("sidecar", Effect.suspend(() => Closer.childProcess(spawn("sidecar"))))
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const childProcess = (
@@ -120,6 +124,7 @@ const registrar = <R>(name: string, options: Quit.CloseOptions) =>
  * const pool = { end: async () => {} }
  * const DbLive = Layer.effectDiscard(Closer.add("db", () => pool.end(), { timeout: "2 seconds" }))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const add = <E = never, R = never>(
@@ -144,6 +149,7 @@ export const add = <E = never, R = never>(
  * import { Closer } from "effect-graceful"
  * const log = Closer.make("audit log", Effect.promise(() => open("audit.log", "a")), (file) => () => file.close())
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const make = <A, E, R, E2 = never, R2 = never>(
@@ -167,6 +173,7 @@ export const make = <A, E, R, E2 = never, R2 = never>(
  * class Db extends Context.Service<Db, DatabaseSync>()("Db") {}
  * const DbLive = Closer.layer(Db, "db", Effect.sync(() => new DatabaseSync("app.db")), (db) => () => db.close())
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer = <I, S, E, R, E2 = never, R2 = never>(
@@ -190,6 +197,7 @@ export const layer = <I, S, E, R, E2 = never, R2 = never>(
  * const app = Fastify()
  * const FastifyLive = Closer.layerDiscard("fastify", () => app.close(), { timeout: "10 seconds" })
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layerDiscard = <E = never, R = never>(

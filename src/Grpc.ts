@@ -49,6 +49,7 @@ import type * as Quit from "./Quit.ts"
  * `proto-loader-gen-types`, or {@link loadService} with message types) give
  * handlers their request and response types.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Method<Req = unknown, Res = unknown> {
@@ -59,46 +60,46 @@ export interface Method<Req = unknown, Res = unknown> {
   responseSerialize(value: Res): Buffer
 }
 
-/** A service definition: its methods by name. @since 0.1.0 */
+/** A service definition: its methods by name. @category models @since 0.1.0 */
 export type Definition = { readonly [method: string]: Method }
 
-/** The request and response type of each method, for {@link loadService}. @since 0.1.0 */
+/** The request and response type of each method, for {@link loadService}. @category models @since 0.1.0 */
 export type Messages = { readonly [method: string]: { readonly request: unknown; readonly response: unknown } }
 
 type Untyped = { readonly [method: string]: { readonly request: { readonly [field: string]: unknown }; readonly response: object } }
 
-/** What a handler sees of its call: metadata in and out, deadline, `closing`. @since 0.1.0 */
+/** What a handler sees of its call: metadata in and out, deadline, `closing`. @category models @since 0.1.0 */
 export type Call = call.Call
 
-/** A gRPC status: a code from `@grpc/grpc-js`'s `status`, details, trailers. @since 0.1.0 */
+/** A gRPC status: a code from `@grpc/grpc-js`'s `status`, details, trailers. @category models @since 0.1.0 */
 export type Status = call.Status
 
 // Each kind keeps its function under its own name: a handler's types are
 // inferred from the method it is given to, and distinct names keep one kind's
 // request type from leaking into another's.
 
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export interface Unary<Req, Res, E, R> {
   readonly _tag: "unary"
   unary(request: Req, call: Call): Effect.Effect<Res, E, R>
 }
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export interface ServerStream<Req, Res, E, R> {
   readonly _tag: "serverStream"
   serverStream(request: Req, call: Call): Stream.Stream<Res, E, R>
 }
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export interface ClientStream<Req, Res, E, R> {
   readonly _tag: "clientStream"
   clientStream(requests: Stream.Stream<Req>, call: Call): Effect.Effect<Res, E, R>
 }
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export interface Bidi<Req, Res, E, R> {
   readonly _tag: "bidi"
   bidi(requests: Stream.Stream<Req>, call: Call): Stream.Stream<Res, E, R>
 }
 
-/** A method's handler, made by {@link unary}, {@link serverStream}, {@link clientStream} or {@link bidi}. @since 0.1.0 */
+/** A method's handler, made by {@link unary}, {@link serverStream}, {@link clientStream} or {@link bidi}. @category models @since 0.1.0 */
 export type Handler<Req, Res, E, R> =
   | Unary<Req, Res, E, R>
   | ServerStream<Req, Res, E, R>
@@ -114,6 +115,7 @@ export type Handler<Req, Res, E, R> =
  * import * as Grpc from "effect-graceful/Grpc"
  * const sayHello = Grpc.unary((request: { name: string }) => Effect.succeed({ message: `hello ${request.name}` }))
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const unary = <Req, Res, E = never, R = never>(
@@ -131,6 +133,7 @@ export const unary = <Req, Res, E = never, R = never>(
  * const ticks = Grpc.serverStream((_: object, call) =>
  *   Stream.fromSchedule(Schedule.spaced("1 second")).pipe(Stream.map((n) => ({ n })), Stream.interruptWhen(call.closing)))
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const serverStream = <Req, Res, E = never, R = never>(
@@ -141,6 +144,7 @@ export const serverStream = <Req, Res, E = never, R = never>(
  * A client-streaming handler: the requests arrive as a `Stream`, read on
  * demand; one response out.
  *
+ * @category constructors
  * @since 0.1.0
  */
 export const clientStream = <Req, Res, E = never, R = never>(
@@ -151,6 +155,7 @@ export const clientStream = <Req, Res, E = never, R = never>(
  * A bidirectional-streaming handler: a `Stream` of requests in, a `Stream` of
  * responses out.
  *
+ * @category constructors
  * @since 0.1.0
  */
 export const bidi = <Req, Res, E = never, R = never>(
@@ -176,10 +181,11 @@ type ContextOf<H> = { [K in keyof H]: H[K] extends Handler<infer _Q, infer _S, i
  * import * as Grpc from "effect-graceful/Grpc"
  * const notFound = Effect.fail(new Grpc.StatusError({ code: status.NOT_FOUND, details: "no such user" }))
  * ```
+ * @category errors
  * @since 0.1.0
  */
 export const StatusError: typeof services.StatusError = services.StatusError
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export type StatusError = services.StatusError
 
 /**
@@ -187,6 +193,7 @@ export type StatusError = services.StatusError
  * keeps its own; anything else is UNKNOWN with its message (what grpc-js does
  * for errors thrown by plain handlers).
  *
+ * @category constants
  * @since 0.1.0
  */
 export const defaultStatus: (error: unknown) => Status = services.defaultStatus
@@ -196,6 +203,7 @@ export const defaultStatus: (error: unknown) => Status = services.defaultStatus
  * {@link service}. Its `name` is the full service name (`package.Service`), as
  * health reports it.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Service<R> = services.Service<R>
@@ -223,6 +231,7 @@ export type Service<R> = services.Service<R>
  *     Get: Grpc.unary(({ id }) => id === "1" ? Effect.succeed({ name: "Ada" }) : Effect.fail(new NoSuchUser()))
  *   }, { onFailure: (error) => ({ code: status.NOT_FOUND, details: error._tag }) }))
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const service = <D extends Definition, H extends Handlers<D>>(
@@ -250,10 +259,11 @@ export const service = <D extends Definition, H extends Handlers<D>>(
 /**
  * A `.proto` file or its service that cannot be loaded.
  *
+ * @category errors
  * @since 0.1.0
  */
 export const ProtoError: typeof services.ProtoError = services.ProtoError
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export type ProtoError = services.ProtoError
 
 /**
@@ -268,6 +278,7 @@ export type ProtoError = services.ProtoError
  * const Greeter = Grpc.loadService<{ SayHello: { request: { name: string }; response: { message: string } } }>(
  *   "greeter.proto", "demo.Greeter")
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const loadService = <M extends Messages = Untyped>(
@@ -292,6 +303,7 @@ export const loadService = <M extends Messages = Untyped>(
  * and `reusePort` (SO_REUSEPORT, Linux: the next instance of a handoff may
  * listen on the same port before this one leaves).
  *
+ * @category models
  * @since 0.1.0
  */
 export type ServeOptions<R> = internal.ServeOptions<R>
@@ -301,6 +313,7 @@ export type ServeOptions<R> = internal.ServeOptions<R>
  * `server`, its calls `inFlight`, and `setStatus` for the health of one
  * service until the quit event (from then on every service is NOT_SERVING).
  *
+ * @category models
  * @since 0.1.0
  */
 export type Handle = internal.Handle
@@ -308,6 +321,7 @@ export type Handle = internal.Handle
 /**
  * The server of {@link layer}.
  *
+ * @category services
  * @since 0.1.0
  */
 export class Server extends Context.Service<Server, Handle>()("effect-graceful/Grpc/Server") {}
@@ -318,10 +332,11 @@ export class Server extends Context.Service<Server, Handle>()("effect-graceful/G
  * every port the library binds — with the address, the system's code and
  * the cause.
  *
+ * @category errors
  * @since 0.1.0
  */
 export const BindError: typeof listen_.BindError = listen_.BindError
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export type BindError = listen_.BindError
 
 /**
@@ -339,6 +354,7 @@ export type BindError = listen_.BindError
  *   yield* Effect.log(`listening on ${server.address}`)
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const serve = <R>(
@@ -362,6 +378,7 @@ export const serve = <R>(
  *   })))
  * Main.runMain(GrpcLive, { drainDelay: "5 seconds" })
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer = <R>(

@@ -34,6 +34,7 @@ import * as Quit from "./Quit.ts"
  * whether a not-ready body names why (`detail`, default `false`: a readiness
  * endpoint is often reachable from outside, and says nothing internal).
  *
+ * @category models
  * @since 0.1.0
  */
 export type ProbeOptions = probes.ProbeOptions
@@ -44,6 +45,7 @@ export type ProbeOptions = probes.ProbeOptions
  * or returns `false` and leaves the request alone. It takes the requests and
  * responses of `node:http`, `node:https` and `node:http2` alike.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Handler = probes.Handler
@@ -51,6 +53,7 @@ export type Handler = probes.Handler
 /**
  * What the probes read of a request.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Probe = probes.Probe
@@ -58,6 +61,7 @@ export type Probe = probes.Probe
 /**
  * What the probes write to a response.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Reply = probes.Reply
@@ -72,6 +76,7 @@ export type Reply = probes.Reply
  * import { Health } from "effect-graceful"
  * const logReadiness = Effect.flatMap(Health.isReady, (ready) => Effect.log(`ready: ${ready}`))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const isReady: Effect.Effect<boolean, never, Quit.Quit> = Effect.flatMap(current, (quit) => {
@@ -84,6 +89,7 @@ export const isReady: Effect.Effect<boolean, never, Quit.Quit> = Effect.flatMap(
  * Options of a readiness check: how long it may take before it counts as
  * failing (default 500 ms, under the 1 s a Kubernetes probe waits by default).
  *
+ * @category models
  * @since 0.1.0
  */
 export interface CheckOptions {
@@ -110,6 +116,7 @@ const CHECK_TIMEOUT = Duration.millis(500)
  * const db = { ping: () => Promise.resolve() }
  * const DbCheck = Layer.effectDiscard(Health.check("db", Effect.promise(() => db.ping()), { timeout: "200 millis" }))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const check = <E, R>(
@@ -152,6 +159,7 @@ export const check = <E, R>(
  * const warm = (load: Effect.Effect<void>) =>
  *   Effect.andThen(Health.markNotReady("warming the cache"), Effect.ensuring(load, Health.markReady))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const markNotReady = (reason: string): Effect.Effect<void, never, Quit.Quit> =>
@@ -165,6 +173,7 @@ export const markNotReady = (reason: string): Effect.Effect<void, never, Quit.Qu
  * import { Health } from "effect-graceful"
  * const ready = Health.markReady
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const markReady: Effect.Effect<void, never, Quit.Quit> = Effect.flatMap(current, (quit) => quit.readiness.setMark(undefined))
@@ -182,6 +191,7 @@ export const markReady: Effect.Effect<void, never, Quit.Quit> = Effect.flatMap(c
  *   const server = createServer((req, res) => probes(req, res) || res.end("app"))
  * })
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const handler = (options: ProbeOptions = {}): Effect.Effect<Handler, never, Quit.Quit> =>
@@ -190,6 +200,7 @@ export const handler = (options: ProbeOptions = {}): Effect.Effect<Handler, neve
 /**
  * Options of the standalone health server: where it listens, and its probes.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Options extends ProbeOptions, Net.ListenOptions {}
@@ -198,6 +209,7 @@ export interface Options extends ProbeOptions, Net.ListenOptions {}
  * The server of {@link layer}: where it listens (with `port: 0`, the port
  * the system picked).
  *
+ * @category services
  * @since 0.1.0
  */
 export class Server extends Context.Service<Server, {
@@ -222,6 +234,7 @@ export class Server extends Context.Service<Server, {
  * const Api = Http.layerNode(() => createServer((_req, res) => res.end("hello")), { port: 8080 })
  * Main.runMain(Layer.mergeAll(Api, Health.layer({ port: 9000 })), { drainDelay: "5 seconds" })
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer = (options: Options = {}): Layer.Layer<Server, BindError, Quit.Quit> =>

@@ -45,6 +45,7 @@ export {
    * `address` names what was asked for. The layer fails with it, and whatever
    * else was acquired is released.
    *
+   * @category errors
    * @since 0.1.0
    */
   BindError
@@ -63,6 +64,7 @@ export {
  *   and `/livez`) — until its listener closes: point a liveness probe at
  *   `Health.layer`'s port instead, which stays open until the exit.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Options = serve.Options
@@ -71,6 +73,7 @@ export type Options = serve.Options
  * Options of {@link layerNode}: drain options and where to listen. For 1,000s
  * of connections arriving at once, raise `backlog`.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface NodeOptions extends Options, Net.ListenOptions {}
@@ -79,6 +82,7 @@ export interface NodeOptions extends Options, Net.ListenOptions {}
  * Options of {@link layer}: drain options, where to listen, and the options of
  * `NodeHttpServer` that still apply (`websocket`).
  *
+ * @category models
  * @since 0.1.0
  */
 export interface EffectOptions
@@ -90,6 +94,7 @@ export interface EffectOptions
  * `WebSocketServer` (with its default `clientTracking`), or any other with the
  * same shape.
  *
+ * @category models
  * @since 0.1.0
  */
 export type WebSocketServer = serve.WebSocketServer
@@ -105,6 +110,7 @@ export type WebSocketServer = serve.WebSocketServer
  *   (RFC 6455 §7.4.1); the drain waits for them to close, up to the drain
  *   deadline, when what is left is destroyed.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Setup = serve.Setup
@@ -124,6 +130,7 @@ export type Setup = serve.Setup
  * }, { port: 8080 })
  * ```
  *
+ * @category models
  * @since 0.1.0
  */
 export type Evaluate<S extends NodeServer> = (setup: Setup) => S
@@ -137,6 +144,7 @@ export type Evaluate<S extends NodeServer> = (setup: Setup) => S
  * {@link layer}; use {@link closing} and {@link endOnClose} rather than its
  * members.
  *
+ * @category services
  * @since 0.1.0
  */
 export class Closing extends Context.Service<Closing, {
@@ -173,6 +181,7 @@ const makeClosing = (connections: Connections): Closing["Service"] => ({
  *   Http.closing.pipe(Effect.as(HttpServerResponse.text("retry elsewhere", { status: 503 })))
  * )
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const closing: Effect.Effect<void, never, Closing> = Closing.use((closing) => closing.await)
@@ -193,6 +202,7 @@ export const closing: Effect.Effect<void, never, Closing> = Closing.use((closing
  *   return HttpServerResponse.stream(Stream.encodeText(body), { contentType: "text/event-stream" })
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const endOnClose = <A, E, R>(stream: Stream.Stream<A, E, R>, last?: A): Effect.Effect<Stream.Stream<A, E, R>, never, Closing> =>
@@ -225,6 +235,7 @@ export const endOnClose = <A, E, R>(stream: Stream.Stream<A, E, R>, last?: A): E
  * const app = express().get("/", (_req, res) => res.send("hello"))
  * Main.runMain(Http.layerNode(() => createServer(app), { port: 8080, health: true }))
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layerNode = <S extends NodeServer>(
@@ -243,6 +254,7 @@ export const layerNode = <S extends NodeServer>(
  * What {@link layerFastify} needs of a Fastify instance (it does not import
  * Fastify): its `server`, `ready()` and `close()`.
  *
+ * @category models
  * @since 0.1.0
  */
 export type FastifyApp = fastify.FastifyApp
@@ -252,6 +264,7 @@ export {
    * The app's `ready()` failed (a plugin threw while loading); nothing was
    * listening yet.
    *
+   * @category errors
    * @since 0.1.0
    */
   ReadyError
@@ -283,6 +296,7 @@ export {
  * app.addHook("onClose", async () => console.log("the database closes here"))
  * Main.runMain(Http.layerFastify(() => app, { port: 8080 }))
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layerFastify = (
@@ -319,6 +333,7 @@ export const layerFastify = (
  * const App = HttpRouter.serve(Routes).pipe(Layer.provide(Http.layer(() => createServer(), { port: 8080 })))
  * Main.runMain(App)
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer = <S extends NodeServer>(
@@ -394,6 +409,7 @@ const listenSettings = read(Config.all({
  * const Routes = HttpRouter.add("GET", "/", HttpServerResponse.text("hello"))
  * Main.runMain(HttpRouter.serve(Routes).pipe(Layer.provide(Http.layerConfig(() => createServer(), { health: true }))))
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layerConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options: Omit<EffectOptions, "port" | "host"> = {}) =>
@@ -409,6 +425,7 @@ export const layerConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options
  * import { Http, Main } from "effect-graceful"
  * Main.runMain(Http.layerNodeConfig(() => createServer((_req, res) => res.end("hello"))))
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layerNodeConfig = <S extends NodeServer>(evaluate: Evaluate<S>, options: Omit<NodeOptions, "port" | "host"> = {}) =>

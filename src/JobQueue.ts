@@ -53,10 +53,10 @@ import type * as Quit from "./Quit.ts"
 import * as QuitModule from "./Quit.ts"
 import * as Worker from "./Worker.ts"
 
-/** A claimed job: its id, its payload, its attempts, and its claim's token. @since 0.1.0 */
+/** A claimed job: its id, its payload, its attempts, and its claim's token. @category models @since 0.1.0 */
 export type Job = store.Job
 
-/** How many jobs are in each state. @since 0.1.0 */
+/** How many jobs are in each state. @category models @since 0.1.0 */
 export type Stats = store.Stats
 
 /**
@@ -64,16 +64,18 @@ export type Stats = store.Stats
  * with an error that did not pass; its message says what happened ("the disk
  * is full", "the database is locked by another connection").
  *
+ * @category errors
  * @since 0.1.0
  */
 export const JobQueueError: typeof errors.JobQueueError = errors.JobQueueError
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export type JobQueueError = errors.JobQueueError
 
 /**
  * The queue's operations. `layerWorker` is built on them; use them directly
  * only for a consumer of your own.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Service {
@@ -108,6 +110,7 @@ export interface Service {
 /**
  * The queue as a service, provided by {@link layer}.
  *
+ * @category services
  * @since 0.1.0
  */
 export class JobQueue extends Context.Service<JobQueue, Service>()("effect-graceful/JobQueue") {}
@@ -115,6 +118,7 @@ export class JobQueue extends Context.Service<JobQueue, Service>()("effect-grace
 /**
  * Options of {@link layer}.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Options {
@@ -154,6 +158,7 @@ const positive = (name: string, value: number | undefined, fallback: number) =>
  *   setup: (sql) => sql`CREATE TABLE IF NOT EXISTS resized (job BIGINT NOT NULL)`
  * })
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer = (options: Options): Layer.Layer<JobQueue, JobQueueError | InvalidOption, Quit.Quit> =>
@@ -249,6 +254,7 @@ const releaseOwned = (jobs: store.Store, lease: string) =>
  * import { JobQueue } from "effect-graceful"
  * const Jobs = JobQueue.layerConfig({ setup: (sql) => sql`CREATE TABLE IF NOT EXISTS sent (job BIGINT)` })
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layerConfig = (
@@ -265,16 +271,17 @@ export const layerConfig = (
     )
   )
 
-/** Adds jobs (one transaction) and wakes idle workers; returns their ids. @since 0.1.0 */
+/** Adds jobs (one transaction) and wakes idle workers; returns their ids. @category combinators @since 0.1.0 */
 export const enqueue = (payloads: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<number>, JobQueueError, JobQueue> =>
   JobQueue.use((queue) => queue.enqueue(payloads))
 
-/** How many jobs are pending, claimed, done and failed. @since 0.1.0 */
+/** How many jobs are pending, claimed, done and failed. @category combinators @since 0.1.0 */
 export const stats: Effect.Effect<Stats, JobQueueError, JobQueue> = JobQueue.use((queue) => queue.stats)
 
 /**
  * Options of {@link layerWorker}: those of a `Worker` pool, `commit`, and `batch`.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface WorkerOptions<A, E> extends Omit<Worker.Options<Job, E | JobQueueError>, "onGiveUp"> {
@@ -292,6 +299,7 @@ export interface WorkerOptions<A, E> extends Omit<Worker.Options<Job, E | JobQue
  * The default policy of a job worker: retry three times (1 s, 2 s, 4 s), then
  * mark the job failed and go on.
  *
+ * @category constants
  * @since 0.1.0
  */
 export const defaultPolicy: Worker.Policy<unknown> = Worker.retry(
@@ -314,6 +322,7 @@ export const defaultPolicy: Worker.Policy<unknown> = Worker.retry(
  * const Jobs = JobQueue.layer({ path: "jobs.db", setup: (sql) => sql`CREATE TABLE IF NOT EXISTS resized (job BIGINT)` })
  * Main.runMain(Resize.pipe(Layer.provide(Jobs)))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const consume = <A, E, R>(
@@ -354,6 +363,7 @@ export const consume = <A, E, R>(
 /**
  * {@link consume} as a layer; provide it with {@link layer}.
  *
+ * @category layers
  * @since 0.1.0
  */
 export const layerWorker = <A, E, R>(

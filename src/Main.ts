@@ -39,6 +39,7 @@ import * as Systemd from "./Systemd.ts"
  * workers and closers composed with `Layer.mergeAll`/`Layer.provide`) or an
  * effect to run. Its only requirement may be `Quit`.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Program<E> = Layer.Layer<never, E, Quit.Quit> | Effect.Effect<unknown, E, Quit.Quit>
@@ -52,6 +53,7 @@ const toEffect = <E>(program: Program<E>): Effect.Effect<unknown, E, Quit.Quit> 
  * Options of {@link runMain}: the shutdown's options, and what it tells a
  * parent process.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface RunOptions extends Options.Input {
@@ -112,6 +114,7 @@ export interface RunOptions extends Options.Input {
  * const Db = Layer.effectDiscard(Closer.add("db", Effect.log("db closed")))
  * Main.runMain(Db, { drainDelay: "5 seconds" })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void => {

@@ -42,17 +42,19 @@ import * as Quit from "./Quit.ts"
  * import { Memory } from "effect-graceful"
  * const restartWorthy = (code: number) => code === Memory.EXIT_CODE
  * ```
+ * @category constants
  * @since 0.1.0
  */
 export const EXIT_CODE = 75
 
-/** A share of the limit: `0.9` or `"90%"`. @since 0.1.0 */
+/** A share of the limit: `0.9` or `"90%"`. @category models @since 0.1.0 */
 export type Share = number | `${number}%`
 
 /**
  * Options from code; the environment wins (`MEMORY_HIGH_WATER`,
  * `MEMORY_SUSTAIN`, `MEMORY_INTERVAL`, `MEMORY_PRESSURE`, `MEMORY_CGROUP`).
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Options {
@@ -68,7 +70,7 @@ export interface Options {
   readonly cgroup?: string | undefined
 }
 
-/** The settings in force. @since 0.1.0 */
+/** The settings in force. @category models @since 0.1.0 */
 export interface Settings {
   readonly highWater: number
   readonly sustain: Duration.Duration
@@ -109,6 +111,7 @@ const duration = (variable: string, input: DurationInput | undefined, fallback: 
  * import { Memory } from "effect-graceful"
  * const watched = Effect.map(Memory.settings({ highWater: "90%" }), Option.isSome)
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const settings = (options: Options = {}): Effect.Effect<Option.Option<Settings>, InvalidOption> =>
@@ -146,6 +149,7 @@ const percent = (n: number) => `${Math.round(n * 100)}%`
  * import { Memory, Quit } from "effect-graceful"
  * const program = Effect.forkDetach(Memory.watch({ highWater: "90%", sustain: "10 seconds" })).pipe(Effect.provide(Quit.layer()))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const watch = (options: Options = {}): Effect.Effect<void, never, Quit.Quit> =>
@@ -164,6 +168,7 @@ export const watch = (options: Options = {}): Effect.Effect<void, never, Quit.Qu
  * import { Memory } from "effect-graceful"
  * const program = Effect.flatMap(Memory.settings({ highWater: 0.9 }), Option.match({ onNone: () => Effect.void, onSome: Memory.run }))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const run = (s: Settings): Effect.Effect<void, never, Quit.Quit> =>
@@ -230,6 +235,7 @@ export const run = (s: Settings): Effect.Effect<void, never, Quit.Quit> =>
  * import { Memory } from "effect-graceful"
  * const Watch = Memory.layer({ highWater: "90%", sustain: "10 seconds" })
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer = (options: Options = {}): Layer.Layer<never, never, Quit.Quit> =>

@@ -48,21 +48,22 @@ import type * as Quit from "./Quit.ts"
 import * as Worker from "./Worker.ts"
 
 export {
-  /** A broker call failed: connecting, pulling, closing. @since 0.1.0 */
+  /** A broker call failed: connecting, pulling, closing. @category errors @since 0.1.0 */
   BrokerError,
-  /** A `promise` handler rejected. @since 0.1.0 */
+  /** A `promise` handler rejected. @category errors @since 0.1.0 */
   HandlerError,
-  /** A consumer setting that cannot keep the contract (an ack wait shorter than the drain timeout). @since 0.1.0 */
+  /** A consumer setting that cannot keep the contract (an ack wait shorter than the drain timeout). @category errors @since 0.1.0 */
   SettingRefused
 }
 
-/** A JetStream message. @since 0.1.0 */
+/** A JetStream message. @category models @since 0.1.0 */
 export type Message = JsMsg
 
 /**
  * Options of {@link consume}: those of a `Worker` pool, the connection, the
  * consumer and the prefetch.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Options<E> extends Omit<Worker.Options<unknown, E>, "onGiveUp"> {
@@ -96,6 +97,7 @@ export interface Options<E> extends Omit<Worker.Options<unknown, E>, "onGiveUp">
  *   await fetch("https://example.com/hook", { method: "POST", body: message.string(), signal })
  * })
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const promise: (
@@ -119,6 +121,7 @@ export const promise: (
  *   workers: 8
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const consume = <E, R>(
@@ -165,6 +168,7 @@ export const consume = <E, R>(
  * export const Emails = Nats.layer("EMAILS", (message) => Effect.log(message.string()), { servers: "nats://localhost:4222", workers: 4 })
  * // run it with Main.runMain, beside the layers it needs
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer = <E, R>(

@@ -37,6 +37,7 @@ import * as internal from "./internal/core/options.ts"
  * The resolved options every component reads from the quit event
  * (`Quit.options`). `origins` says where each timing came from.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Options = internal.Options
@@ -45,6 +46,7 @@ export type Options = internal.Options
  * Where a timing came from: the environment, code, the default, or derived by
  * the budget rule from the shutdown timeout.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Origin = internal.Origin
@@ -53,6 +55,7 @@ export type Origin = internal.Origin
  * A duration as code may give it: any `Duration.Input` (`"5 seconds"`,
  * `Duration.millis(500)`, a number of milliseconds) or a short form (`"5s"`).
  *
+ * @category models
  * @since 0.1.0
  */
 export type DurationInput = internal.DurationInput
@@ -63,6 +66,7 @@ export type DurationInput = internal.DurationInput
  * the quit event; `logFormat` (`LOG_FORMAT`: `text` or `json`) is how logs and
  * the report are written.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Input = internal.Input
@@ -72,10 +76,11 @@ export type Input = internal.Input
  * (or the option, when the value came from code) and `value` is what was
  * given; `reason` says what is expected.
  *
+ * @category errors
  * @since 0.1.0
  */
 export const InvalidOption: typeof internal.InvalidOption = internal.InvalidOption
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export type InvalidOption = internal.InvalidOption
 
 /**
@@ -89,6 +94,7 @@ export type InvalidOption = internal.InvalidOption
  * console.log(Result.isSuccess(parsed) && Duration.toMillis(parsed.success)) // 1500
  * console.log(Result.isFailure(Options.parseDuration("soon"))) // true
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const parseDuration: (text: string) => Result.Result<D.Duration, string> = internal.parseDuration
@@ -103,6 +109,7 @@ export const parseDuration: (text: string) => Result.Result<D.Duration, string> 
  * import { Options } from "effect-graceful"
  * const pollInterval = Options.Duration("POLL_INTERVAL").pipe(Config.withDefault(Duration.seconds(1)))
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const Duration: (name: string) => Config.Config<D.Duration> = internal.durationConfig
@@ -123,6 +130,7 @@ export const Duration: (name: string) => Config.Config<D.Duration> = internal.du
  *   yield* Effect.log(Duration.format(options.drainTimeout)) // 6s 666ms, derived
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const load: (input?: Input) => Effect.Effect<Options, InvalidOption> = internal.load
@@ -131,6 +139,7 @@ export const load: (input?: Input) => Effect.Effect<Options, InvalidOption> = in
  * Like {@link load}, from code alone: the environment is not read. For tests
  * and for embedding.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const fromCode: (input?: Input) => Effect.Effect<Options, InvalidOption> = internal.fromCode

@@ -34,7 +34,7 @@ import * as internal from "./internal/hosts/platform.ts"
 import * as Options from "./Options.ts"
 import * as Quit from "./Quit.ts"
 
-/** A platform's id, as `PLATFORM` takes it. @since 0.1.0 */
+/** A platform's id, as `PLATFORM` takes it. @category models @since 0.1.0 */
 export type Id = internal.Id
 
 /**
@@ -47,11 +47,12 @@ export type Id = internal.Id
  * import { Platform } from "effect-graceful"
  * for (const p of Platform.presets) console.log(p.name, p.signal, Duration.format(p.grace))
  * ```
+ * @category models
  * @since 0.1.0
  */
 export type Preset = internal.Preset
 
-/** Every preset, in the order they are recognised. @since 0.1.0 */
+/** Every preset, in the order they are recognised. @category constants @since 0.1.0 */
 export const presets: ReadonlyArray<Preset> = internal.PRESETS
 
 /**
@@ -64,6 +65,7 @@ export const presets: ReadonlyArray<Preset> = internal.PRESETS
  * import { Platform } from "effect-graceful"
  * console.log(Duration.format(Platform.fitting(Duration.seconds(30)))) // 27s
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const fitting: (grace: Duration.Duration) => Duration.Duration = internal.fitting
@@ -73,6 +75,7 @@ export const fitting: (grace: Duration.Duration) => Duration.Duration = internal
  * in force), the input for `Options.load`, the line that says what was
  * chosen and why, and warnings.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Applied {
@@ -106,6 +109,7 @@ const environment = read(Config.all({
  *   for (const note of applied.notes) yield* Effect.log(note)
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const apply = (input: Options.Input = {}): Effect.Effect<Applied, Options.InvalidOption> =>
@@ -166,6 +170,7 @@ export const apply = (input: Options.Input = {}): Effect.Effect<Applied, Options
  *   return Platform.check(applied, yield* Options.load(applied.input))
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const check = (applied: Applied, options: Options.Options): ReadonlyArray<string> =>
@@ -200,6 +205,7 @@ export const check = (applied: Applied, options: Options.Options): ReadonlyArray
  *   yield* Effect.log(`shutdown timeout ${Duration.format(options.shutdownTimeout)}`)
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const load = (input: Options.Input = {}): Effect.Effect<
@@ -230,6 +236,7 @@ export const load = (input: Options.Input = {}): Effect.Effect<
  * import { Platform } from "effect-graceful"
  * const logged = Effect.flatMap(Platform.load(), ({ applied }) => Platform.log(applied))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const log = (applied: Applied): Effect.Effect<void> =>
@@ -250,6 +257,7 @@ export const log = (applied: Applied): Effect.Effect<void> =>
  * const App = Closer.layerDiscard("db", Effect.log("db closed"))
  * NodeRuntime.runMain(Layer.launch(App.pipe(Layer.provide(Platform.quitLayer()))))
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const quitLayer = (

@@ -42,11 +42,12 @@ import type * as Options from "./Options.ts"
  * - `stopping`: the drain delay ended; listeners close, groups drain, closers close.
  * - `stopped`: everything closed (or was abandoned); the report is written.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Phase = internal.Phase
 
-/** A phase and when it began (epoch milliseconds from Effect's `Clock`). @since 0.1.0 */
+/** A phase and when it began (epoch milliseconds from Effect's `Clock`). @category models @since 0.1.0 */
 export type PhaseChange = internal.PhaseChange
 
 /**
@@ -56,27 +57,29 @@ export type PhaseChange = internal.PhaseChange
  * asking the service to stop (memory pressure: see `Memory`), with the exit
  * code `Main.runMain` uses when the shutdown went well (75).
  *
+ * @category models
  * @since 0.1.0
  */
 export type Reason = internal.Reason
 
-/** The instants fixed at the quit event; see {@link deadlines}. @since 0.1.0 */
+/** The instants fixed at the quit event; see {@link deadlines}. @category models @since 0.1.0 */
 export type Deadlines = internal.Deadlines
 
-/** A deadline by the moment it names: `stopping`, `drain`, `close`, `shutdown`. @since 0.1.0 */
+/** A deadline by the moment it names: `stopping`, `drain`, `close`, `shutdown`. @category models @since 0.1.0 */
 export type Deadline = internal.Deadline
 
-/** The members of the quit event service; each is documented where it is declared. @since 0.1.0 */
+/** The quit event service, opaque: read it with this module's functions. @category models @since 0.1.0 */
 export type Service = internal.Service
 
 /**
  * The quit event service. Provided by `Main.runMain` and by {@link layer}.
  * Use the functions of this module rather than its members.
  *
+ * @category services
  * @since 0.1.0
  */
 export const Quit: typeof internal.Quit = internal.Quit
-/** @since 0.1.0 */
+/** @category models @since 0.1.0 */
 export type Quit = internal.Quit
 
 /**
@@ -113,6 +116,7 @@ export type Quit = internal.Quit
  * const App = Web.pipe(Layer.provide(Closer.layerDiscard("db", Effect.log("db closed"))))
  * NodeRuntime.runMain(Layer.launch(App.pipe(Layer.provide(Quit.layer({ drainDelay: "5 seconds" })))))
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer: (
@@ -124,6 +128,7 @@ export const layer: (
  * A quit event from `options` alone (no environment, no signals), for
  * embedding and tests that drive it by hand.
  *
+ * @category constructors
  * @since 0.1.0
  */
 export const make = (
@@ -138,6 +143,7 @@ export const make = (
  * Whether the quit event has fired (Go's `HasFired`). Use it in loops:
  * `while (!(yield* Quit.hasFired)) { … }`.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const hasFired: Effect.Effect<boolean, never, Quit> = Effect.map(internal.current, sequence.hasFired)
@@ -146,6 +152,7 @@ export const hasFired: Effect.Effect<boolean, never, Quit> = Effect.map(internal
  * Completes with the reason when the quit event fires, at once if it already
  * has (Go's `Done()`). Race it against waiting: `Effect.raceFirst(take, Quit.fired)`.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const fired: Effect.Effect<Reason, never, Quit> = Effect.flatMap(internal.current, (quit) => quit.fired)
@@ -165,6 +172,7 @@ export const fired: Effect.Effect<Reason, never, Quit> = Effect.flatMap(internal
  *   console.log(first, again) // true false
  * }).pipe(Effect.provide(Quit.layer()))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const fire = (reason: string | Reason = "requested"): Effect.Effect<boolean, never, Quit> =>
@@ -183,17 +191,18 @@ export const fire = (reason: string | Reason = "requested"): Effect.Effect<boole
  *   process.once("message", (m) => m === "shutdown" && stop("parent asked"))
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const trigger: Effect.Effect<(reason?: string) => boolean, never, Quit> = Effect.flatMap(internal.current, (quit) =>
   Effect.succeed((reason = "requested") => sequence.fire(quit, { _tag: "Requested", reason }))
 )
 
-/** A reason for a signal. @since 0.1.0 */
+/** A reason for a signal. @category constructors @since 0.1.0 */
 export const signal = (signal: NodeJS.Signals): Reason => ({ _tag: "Signal", signal })
-/** A reason that makes the exit code 1. @since 0.1.0 */
+/** A reason that makes the exit code 1. @category constructors @since 0.1.0 */
 export const failure = (reason: string, error?: unknown): Reason => ({ _tag: "Failure", reason, error })
-/** The reason in words, as logs and the report print it. @since 0.1.0 */
+/** The reason in words, as logs and the report print it. @category combinators @since 0.1.0 */
 export const describe: (reason: Reason) => string = internal.describeReason
 
 // ---- deadlines -------------------------------------------------------------
@@ -202,6 +211,7 @@ export const describe: (reason: Reason) => string = internal.describeReason
  * The instants fixed when the quit event fired (`None` before): the end of the
  * drain delay, the drain deadline, the close deadline, the shutdown deadline.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const deadlines: Effect.Effect<Option.Option<Deadlines>, never, Quit> = Effect.flatMap(internal.current, (quit) =>
@@ -221,6 +231,7 @@ export const deadlines: Effect.Effect<Option.Option<Deadlines>, never, Quit> = E
  * const Broker = Layer.effectDiscard(Closer.add("broker", Effect.flatMap(Quit.timeLeft("close"), (left) =>
  *   Effect.promise(() => broker.disconnect(Duration.toMillis(left))))))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const timeLeft = (deadline: Deadline): Effect.Effect<Duration.Duration, never, Quit> =>
@@ -231,6 +242,7 @@ export const timeLeft = (deadline: Deadline): Effect.Effect<Duration.Duration, n
  * resource not closed yet (a group with its units in flight, a closer), and
  * the next deadline with the time left to it.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Progress = progress_.Progress
@@ -251,6 +263,7 @@ export type Progress = progress_.Progress
  *   Stream.runForEach((p) => Effect.log(p.open.map((resource) => resource.name).join(", ")))
  * )
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const progress = (every?: Options.DurationInput): Stream.Stream<Progress, Options.InvalidOption, Quit> =>
@@ -268,14 +281,14 @@ export const progress = (every?: Options.DurationInput): Stream.Stream<Progress,
 
 // ---- phases ----------------------------------------------------------------
 
-/** The current phase and when it began. @since 0.1.0 */
+/** The current phase and when it began. @category combinators @since 0.1.0 */
 export const phase: Effect.Effect<PhaseChange, never, Quit> = Effect.map(internal.current, (quit) => {
   // Once the layers are being released, the quit event has fired, whoever reads it first.
   sequence.fireIfReleased(quit)
   return quit.phase
 })
 
-/** Every phase reached so far, in order, with the time each began. @since 0.1.0 */
+/** Every phase reached so far, in order, with the time each began. @category combinators @since 0.1.0 */
 export const history: Effect.Effect<ReadonlyArray<PhaseChange>, never, Quit> = Effect.flatMap(internal.current, (quit) =>
   Effect.sync(() => [...quit.history])
 )
@@ -290,6 +303,7 @@ export const history: Effect.Effect<ReadonlyArray<PhaseChange>, never, Quit> = E
  * import { Quit } from "effect-graceful"
  * const logPhases = Quit.phases.pipe(Stream.runForEach((p) => Effect.log(`phase ${p.phase}`)))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const phases: Stream.Stream<PhaseChange, never, Quit> = Stream.unwrap(Effect.map(internal.current, (quit) => quit.phases.changes))
@@ -298,6 +312,7 @@ export const phases: Stream.Stream<PhaseChange, never, Quit> = Stream.unwrap(Eff
  * Marks the program as started: `starting → running`. `Main.runMain` does this
  * when the layers are built; call it yourself with `Quit.layer(…, { phase: "starting" })`.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const markRunning: Effect.Effect<boolean, never, Quit> = Effect.map(internal.current, (quit) => quit.setPhase("running"))
@@ -324,6 +339,7 @@ export const markRunning: Effect.Effect<boolean, never, Quit> = Effect.map(inter
  * - `enterUnsafe()`: counts one unit from plain JS (a socket, a callback
  *   request); call the returned function when it ends (twice counts once).
  *
+ * @category models
  * @since 0.1.0
  */
 export type Group = group_.Group
@@ -334,6 +350,7 @@ export type Group = group_.Group
  * shared ones, never longer; `onStop` stops new work from arriving (closes a
  * listener); `onCut` cuts what interrupting fibers cannot (destroys sockets).
  *
+ * @category models
  * @since 0.1.0
  */
 export type GroupOptions = group_.GroupOptions
@@ -365,6 +382,7 @@ export type GroupOptions = group_.GroupOptions
  *   yield* group.fork(Effect.log("sending"))
  * })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const group = (name: string, options: GroupOptions = {}): Effect.Effect<Group, Options.InvalidOption, Quit | Scope.Scope> =>
@@ -382,6 +400,7 @@ export const group = (name: string, options: GroupOptions = {}): Effect.Effect<G
  * import { Quit } from "effect-graceful"
  * const sendReceipt = Effect.log("sent").pipe(Quit.track("receipts"))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const track: {
@@ -399,6 +418,7 @@ export const track: {
  * Units in flight under `name` (a group, a task, or any counted resource); 0
  * for a name nobody registered.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const inFlight = (name: string): Effect.Effect<number, never, Quit> =>
@@ -408,6 +428,7 @@ export const inFlight = (name: string): Effect.Effect<number, never, Quit> =>
  * Completes the moment `name` has no unit in flight (at once if it has none).
  * Event-driven: the last unit's end wakes it.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const awaitIdle = (name: string): Effect.Effect<void, never, Quit> =>
@@ -425,6 +446,7 @@ const counted = (quit: internal.QuitImpl, name: string): Counted | undefined => 
  * `closer`); `timeout`, after which it is abandoned (default the close
  * timeout; never later than the close deadline; a longer one is refused).
  *
+ * @category models
  * @since 0.1.0
  */
 export interface CloseOptions {
@@ -456,6 +478,7 @@ const registerOutsideScope = (list: "closers" | "stopFuncs") =>
  * const tracer = { shutdown: async () => {} }
  * const registerTracer = Quit.registerCloser("tracer", () => tracer.shutdown(), { timeout: "2 seconds" })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const registerCloser: <E>(
@@ -476,6 +499,7 @@ export const registerCloser: <E>(
  * const legacy = { stopAccepting: () => {} }
  * const registerLegacy = Quit.registerStopFunc("legacy server", () => legacy.stopAccepting())
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const registerStopFunc: <E>(

@@ -20,6 +20,7 @@ import type * as internal from "./internal/core/report.ts"
  * - `abandoned`: still open when the process exited (shutdown deadline or a
  *   second signal).
  *
+ * @category models
  * @since 0.1.0
  */
 export type Outcome = internal.Outcome
@@ -29,6 +30,7 @@ export type Outcome = internal.Outcome
  * long its close took in milliseconds (absent if it never began closing), its
  * units in flight when draining began and when it ended, and a short reason.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Row = internal.Row
@@ -43,6 +45,7 @@ export type Row = internal.Row
  * - `deadline`: the shutdown deadline passed first.
  * - `forced`: a second signal arrived during shutdown.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Ending = internal.Ending
@@ -51,6 +54,7 @@ export type Ending = internal.Ending
  * The whole report: what fired the quit event (in words), how it ended, the
  * exit code, the time from the quit event to the report, and the rows.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Report = internal.Report
@@ -67,6 +71,7 @@ const dash = (value: number | string | undefined): string => value === undefined
  *   http      http    done     301  1 → 0
  *   database  closer  done     2    -
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const format = (report: Report): string => {
@@ -91,6 +96,7 @@ export const format = (report: Report): string => {
  * for `text`, one annotated line per row and a summary line for `json`. The
  * level is `Info` for exit code 0 and `Warn` otherwise.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const log = (report: Report, logFormat: "text" | "json"): Effect.Effect<void> => {

@@ -23,6 +23,7 @@ import type * as Report from "./Report.ts"
  * `running`, and holds it open until interrupted. `Layer.launch`, plus the
  * moment the service is ready.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const launch = <ROut, E, RIn>(layer: Layer.Layer<ROut, E, RIn>): Effect.Effect<never, E, RIn | Quit> =>
@@ -68,6 +69,7 @@ type Ending = { readonly _tag: "graceful" } | { readonly _tag: "deadline" } | {
  * The program's own failure, a failing or timed-out resource, or a quit event
  * fired by a failure make the exit code 1; otherwise it is 0.
  *
+ * @category combinators
  * @since 0.1.0
  */
 export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Report.Report, never, R | Quit> =>

@@ -47,6 +47,7 @@ import * as Quit from "./Quit.ts"
  * import { Systemd } from "effect-graceful"
  * const timeoutStopSec = (shutdownTimeout: Duration.Duration) => Duration.toSeconds(Duration.sum(shutdownTimeout, Systemd.MARGIN))
  * ```
+ * @category constants
  * @since 0.1.0
  */
 export const MARGIN: Duration.Duration = Duration.seconds(5)
@@ -54,6 +55,7 @@ export const MARGIN: Duration.Duration = Duration.seconds(5)
 /**
  * The settings systemd gives a service: where to notify, and its watchdog.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Settings {
@@ -75,6 +77,7 @@ export interface Settings {
  * import { Systemd } from "effect-graceful"
  * const underSystemd = Effect.map(Systemd.settings, Option.isSome)
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const settings: Effect.Effect<Option.Option<Settings>, InvalidOption> = read(Config.all({
@@ -104,6 +107,7 @@ let opened: transports.Transport | undefined
  * import { Systemd } from "effect-graceful"
  * const warming = Systemd.notify("STATUS=warming the cache")
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const notify = (message: string): Effect.Effect<void> =>
@@ -193,6 +197,7 @@ const watchdog = (every: Duration.Duration): Effect.Effect<never> =>
  * import { Quit, Systemd } from "effect-graceful"
  * const program = Effect.forkDetach(Systemd.run).pipe(Effect.provide(Quit.layer()))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const run: Effect.Effect<void, never, Quit.Quit> = Effect.gen(function*() {
@@ -235,6 +240,7 @@ const warnUntaken: Effect.Effect<void, never, Quit.Quit> = Effect.forkDetach(
  * NodeRuntime.runMain(Shutdown.launch(Layer.merge(App, Systemd.layer)).pipe(
  *   Effect.provide(Quit.layer({}, { phase: "starting" }))))
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layer: Layer.Layer<never, never, Quit.Quit> = Layer.effectDiscard(Effect.asVoid(Effect.forkDetach(run)))

@@ -40,6 +40,7 @@ import type * as Quit from "./Quit.ts"
  * what it opens is each worker's wait for its next item, which fails with
  * `Cause.Done` when the source has ended.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Source<A, E = never, R = never> {
@@ -69,6 +70,7 @@ export interface Source<A, E = never, R = never> {
  *   }))
  * }
  * ```
+ * @category models
  * @since 0.1.0
  */
 export type Intake<A, E = never> = internal.Intake<A, E>
@@ -92,6 +94,7 @@ export type Intake<A, E = never> = internal.Intake<A, E>
  *   yield* Worker.consume("emails", Worker.fromQueue(queue), (to) => Effect.log(`sending to ${to}`), { workers: 4 })
  * })
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const fromQueue = <A, E>(queue: Queue.Dequeue<A, E>): Source<A, E> => ({ open: Effect.succeed(Q.take(queue)) })
@@ -134,6 +137,7 @@ export const fromQueue = <A, E>(queue: Queue.Dequeue<A, E>): Source<A, E> => ({ 
  *   yield* Worker.consume("lines", Worker.fromStream(Stream.fromQueue(queue)), (line) => Effect.log(line))
  * })
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const fromStream = <A, E, R>(
@@ -162,6 +166,7 @@ export const fromStream = <A, E, R>(
  * const claimOne = Effect.sync(() => Math.random() < 0.5 ? Option.some("an item") : Option.none())
  * const source = Worker.poll(claimOne, { interval: "500 millis" })
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const poll = <A, E, R>(
@@ -196,14 +201,15 @@ const forever: Source<void> = { open: Effect.succeed(Effect.void) }
  * An interrupted unit (cut at the drain deadline) is not a failure: the worker
  * just stops.
  *
+ * @category models
  * @since 0.1.0
  */
 export type Policy<E> = internal.Policy<E>
 
-/** Log the cause and continue with the next item — the default. @since 0.1.0 */
+/** Log the cause and continue with the next item — the default. @category constants @since 0.1.0 */
 export const logAndContinue: { readonly _tag: "Log" } = { _tag: "Log" }
 
-/** Log the cause and fire the quit event as a failure. @since 0.1.0 */
+/** Log the cause and fire the quit event as a failure. @category constants @since 0.1.0 */
 export const failApp: { readonly _tag: "Fail" } = { _tag: "Fail" }
 
 /**
@@ -217,6 +223,7 @@ export const failApp: { readonly _tag: "Fail" } = { _tag: "Fail" }
  * import { Worker } from "effect-graceful"
  * const policy = Worker.retry(Schedule.exponential("100 millis").pipe(Schedule.upTo({ times: 3 })), { then: "fail" })
  * ```
+ * @category constructors
  * @since 0.1.0
  */
 export const retry = <E>(
@@ -229,6 +236,7 @@ export const retry = <E>(
 /**
  * Options of a worker or pool.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Options<A, E> {
@@ -256,6 +264,7 @@ export interface Options<A, E> {
 /**
  * A running worker or pool: live counts, readable at any time.
  *
+ * @category models
  * @since 0.1.0
  */
 export interface Worker {
@@ -292,6 +301,7 @@ export interface Worker {
  *   yield* Worker.consume("emails", Worker.fromQueue(queue), (to) => Effect.log(`sent to ${to}`), { workers: 8 })
  * }))
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const consume = <A, E1, R1, E, R>(
@@ -351,6 +361,7 @@ export const consume = <A, E1, R1, E, R>(
  * import { Worker } from "effect-graceful"
  * const ticker = Worker.loop("ticker", Effect.log("tick"), { spaced: "1 second" })
  * ```
+ * @category combinators
  * @since 0.1.0
  */
 export const loop = <E, R>(
@@ -363,6 +374,7 @@ export const loop = <E, R>(
  * {@link consume} as a layer: the pool lives as long as the layer, and closes
  * before the layers it depends on (a database it writes to).
  *
+ * @category layers
  * @since 0.1.0
  */
 export const layer = <A, E1, R1, E, R>(
@@ -381,6 +393,7 @@ export const layer = <A, E1, R1, E, R>(
  * import { Main, Worker } from "effect-graceful"
  * Main.runMain(Worker.layerLoop("ticker", Effect.log("tick"), { spaced: "1 second" }))
  * ```
+ * @category layers
  * @since 0.1.0
  */
 export const layerLoop = <E, R>(
