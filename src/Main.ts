@@ -25,6 +25,7 @@ import { loggerLayer, make } from "./internal/core/layer.ts"
 import * as engines from "./internal/core/engines.ts"
 import * as preflight from "./internal/core/preflight.ts"
 import * as sequence from "./internal/core/sequence.ts"
+import * as signals from "./internal/core/signals.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
 import * as Memory from "./Memory.ts"
 import type * as Options from "./Options.ts"
@@ -292,13 +293,13 @@ const install = (quit: QuitImpl, log: (effect: Effect.Effect<void>) => void): ()
   const onRejection = onFailure("unhandled rejection")
   dropUnwritable(process.stdout)
   dropUnwritable(process.stderr)
-  for (const signal of quit.options.signals) process.on(signal, onSignal)
+  const unlisten = signals.listen(quit.options.signals, { hear: onSignal, raiseAlone: false })
   process.on("uncaughtException", onException)
   process.on("unhandledRejection", onRejection)
   if (process.send !== undefined) process.on("message", onMessage)
   return () => {
     process.removeListener("message", onMessage)
-    for (const signal of quit.options.signals) process.removeListener(signal, onSignal)
+    unlisten()
     process.removeListener("uncaughtException", onException)
     process.removeListener("unhandledRejection", onRejection)
   }

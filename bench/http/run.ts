@@ -330,7 +330,7 @@ const main = async () => {
       `| ${name} | ${r.closedAfterStopMs} | ${r.closedAfterLastResponseMs} | ${r.idleClosedAfterStopMs} | ${r.response} | ${r.newConnectionDuringDrain} |`
     ),
     "",
-    `## Exit after the last response, seen from outside: ${exitSettings.IDLE} idle keep-alive sockets and one 600 ms request, SIGTERM ${exitSettings.SIGNAL_AFTER_MS} ms in`,
+    `## Exit after the last response, seen from outside: ${exitSettings.IDLE} keep-alive sockets idle for ${exitSettings.IDLE_FOR_MS} ms and one 600 ms request, SIGTERM ${exitSettings.SIGNAL_AFTER_MS} ms in`,
     "",
     "Each contender runs in a process of its own (bench/http/exitServer.ts) and stops the way its library does;",
     `the bench times the process's exit against the end of the response in flight. Median of ${exitSettings.ROUNDS} rounds, the`,

@@ -64,7 +64,10 @@ const build = (input: Input, phase: "starting" | "running", holder: Scope.Scope 
     // The quit event logs with the loggers of the layers built on it.
     const logger = yield* Layer.buildWithScope(loggerLayer(options.logFormat), scope)
     const quit = yield* Effect.provideContext(make(options, phase, holder), logger)
-    const unlisten = signals.listen(options.signals, (signal) => void sequence.fire(quit, { _tag: "Signal", signal }))
+    const unlisten = signals.listen(options.signals, {
+      hear: (signal) => void sequence.fire(quit, { _tag: "Signal", signal }),
+      raiseAlone: true
+    })
     yield* Scope.addFinalizer(
       scope,
       Effect.gen(function*() {

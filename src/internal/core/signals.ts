@@ -1,48 +1,56 @@
 /**
- * The process signals of `Quit.layer`: one listener per signal, shared by
- * every live quit event of the process, put before any other listener so
- * that the quit event has fired when a runner's own listener (Effect's
- * `NodeRuntime.runMain`) interrupts the program.
+ * The process signals that stop the program, for every runner: one listener
+ * per signal, shared by whoever listens in this process, put before any other
+ * so that the quit event has fired when a runner's own listener (Effect's
+ * `NodeRuntime.runMain`) interrupts the program. A signal listed twice is one
+ * signal: it is listened to once.
  *
- * A signal that nothing else listens to would otherwise do nothing at all:
- * Node's default action (ending the process) applies only while no listener
- * is installed. Then, after firing, the listener removes itself and raises the
- * signal again, so that the process ends the way it would have without us.
+ * What a signal does is its hearer's business: `Main.runMain` fires the quit
+ * event on the first and forces the exit on a later one; `Quit.layer` fires
+ * the quit event. When a signal reaches a hearer that said `raiseAlone` and
+ * nothing else in the process listens to it (no runner of its own), the
+ * listener removes itself and raises the signal again, so that the process
+ * ends the way it would have without us — Node's default action applies only
+ * while no listener is installed.
  *
  * @internal
  */
 
-interface Fire {
-  (signal: NodeJS.Signals): void
+/** Who hears a signal, and whether the signal should end the process when it is the only one listening. @internal */
+export interface Hearer {
+  readonly hear: (signal: NodeJS.Signals) => void
+  readonly raiseAlone: boolean
 }
 
-const live = new Map<NodeJS.Signals, { readonly listener: (signal: NodeJS.Signals) => void; readonly fires: Set<Fire> }>()
+const live = new Map<NodeJS.Signals, { readonly listener: (signal: NodeJS.Signals) => void; readonly hearers: Set<Hearer> }>()
 
 const install = (signal: NodeJS.Signals) => {
-  const fires = new Set<Fire>()
+  const hearers = new Set<Hearer>()
   const listener = (received: NodeJS.Signals) => {
-    for (const fire of [...fires]) fire(received)
-    if (process.listenerCount(signal) === 1) {
+    const heard = [...hearers]
+    for (const hearer of heard) hearer.hear(received)
+    if (heard.some((hearer) => hearer.raiseAlone) && process.listenerCount(signal) === 1) {
       process.removeListener(signal, listener)
       live.delete(signal)
       process.kill(process.pid, signal)
     }
   }
   process.prependListener(signal, listener)
-  const entry = { listener, fires }
+  const entry = { listener, hearers }
   live.set(signal, entry)
   return entry
 }
 
-/** Calls `fire` on each of `signals` until the returned function is called. @internal */
-export const listen = (signals: ReadonlyArray<NodeJS.Signals>, fire: Fire): () => void => {
-  for (const signal of signals) (live.get(signal) ?? install(signal)).fires.add(fire)
+/** Calls `hearer.hear` on each of `signals` until the returned function is called. @internal */
+export const listen = (signals: ReadonlyArray<NodeJS.Signals>, hearer: Hearer): () => void => {
+  const once = [...new Set(signals)]
+  for (const signal of once) (live.get(signal) ?? install(signal)).hearers.add(hearer)
   return () => {
-    for (const signal of signals) {
+    for (const signal of once) {
       const entry = live.get(signal)
       if (entry === undefined) continue
-      entry.fires.delete(fire)
-      if (entry.fires.size === 0) {
+      entry.hearers.delete(hearer)
+      if (entry.hearers.size === 0) {
         process.removeListener(signal, entry.listener)
         live.delete(signal)
       }
