@@ -10,6 +10,7 @@
  * removes its end of the pair, and with it the host's.
  */
 import { execFileSync } from "node:child_process"
+import { ip, remove } from "./netns.ts"
 
 export interface Machine {
   readonly name: string
@@ -21,19 +22,6 @@ export interface Machine {
   readonly exec: ReadonlyArray<string>
 }
 
-const ip = (args: ReadonlyArray<string>): string => execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
-
-const remove = (name: string): void => {
-  const pids = ip(["netns", "pids", name]).split(/\s+/).filter((pid) => pid !== "").map(Number)
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL")
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  ip(["netns", "delete", name])
-}
 
 let made = 0
 

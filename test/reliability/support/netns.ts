@@ -23,12 +23,13 @@ export interface Netns {
   readonly exec: (command: string, args: ReadonlyArray<string>) => string
 }
 
-const ip = (args: ReadonlyArray<string>): string => execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
-
 let made = 0
 
-/** Every process left in `name`, by id, then the namespace itself. */
-const remove = (name: string): void => {
+/** Runs `ip` with `args`; its output. */
+export const ip = (args: ReadonlyArray<string>): string => execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+
+/** Ends what runs in the namespace `name`, then deletes it. */
+export const remove = (name: string): void => {
   const pids = ip(["netns", "pids", name]).split(/\s+/).filter((pid) => pid !== "").map(Number)
   for (const pid of pids) {
     try {
