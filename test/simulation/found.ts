@@ -64,5 +64,32 @@ export const found: ReadonlyArray<{ readonly name: string; readonly breaks: stri
         }]
       }]
     }
+  },
+  {
+    name: "a unit that fails the app with no drain timeout is done, not cut: it leaves the count before it fires the quit event",
+    breaks: "4",
+    program: {
+      timings: { shutdownTimeout: 1000, drainDelay: 0, drainTimeout: 0, closeTimeout: null },
+      signalAt: 100,
+      secondAfter: null,
+      components: [
+        // Built on the worker's component; its closer hangs past the shutdown.
+        { ...component, deps: [1], closers: [{ behavior: "hung", millis: 1, timeout: null }] },
+        {
+          ...component,
+          workers: [{
+            kind: "loop",
+            workers: 1,
+            // The first unit fails at 100 ms (failApp), when the signal comes too; the drain deadline is that instant.
+            units: [{ millis: 100, ignoresInterrupt: false, fails: true }, { millis: 100, ignoresInterrupt: false, fails: false }],
+            policy: "fail",
+            drainTimeout: null,
+            closeTimeout: null,
+            queued: 0,
+            offers: []
+          }]
+        }
+      ]
+    }
   }
 ]

@@ -206,9 +206,13 @@ class Runner<A, E, R> {
         if (Cause.hasInterruptsOnly(cause)) return { go: "stop", inside: true } as const
         yield* Metric.update(pool.failures, 1)
         const policy = self.#run.policy
-        if (policy._tag !== "Retry") {
-          return { go: yield* self.#giveUp(policy._tag === "Fail" ? "fail" : "log", item, cause), inside: true } as const
+        if (policy._tag === "Fail") {
+          // The unit is over: it leaves the count before it fails the app, so
+          // that a drain deadline at that very instant does not cut it.
+          pool.leaveUnit(slot)
+          return { go: yield* self.#giveUp("fail", item, cause), inside: false } as const
         }
+        if (policy._tag !== "Retry") return { go: yield* self.#giveUp("log", item, cause), inside: true } as const
         if (self.#halted()) {
           yield* Effect.logWarning(`${name}: closing; a failed unit will not be retried`, cause)
           return { go: "closing", inside: true } as const
