@@ -4,7 +4,7 @@ import { createServer } from "node:http"
 import { Closer, Http, Main, Worker } from "effect-graceful"
 
 // An HTTP API on PORT (default 3000): readiness fails at the quit event, requests in flight
-// finish, idle keep-alive sockets close at once, the server closes the moment its last request ends.
+// finish, idle keep-alive sockets close, the drain ends the moment its last request does.
 const Api = HttpRouter.serve(HttpRouter.add("GET", "/", HttpServerResponse.text("hello"))).pipe(
   Layer.provide(Http.layerConfig(() => createServer(), { health: true }))
 )
