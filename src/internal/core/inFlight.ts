@@ -36,16 +36,8 @@ const register = (inFlight: InFlight, context: Context.Context<never>): Readonly
   ]
 }
 
-/**
- * Units an owner keeps account of itself while nobody needs them one by one:
- * a server's HTTP/1 requests, which cost a listener each to count but can be
- * read off the connections. `countEach` hands the units in flight over to
- * the counter (`add`, and a `done` when each ends) and from then on the owner
- * counts every new unit the same way.
- *
- * @internal
- */
-export interface Tally {
+/** What a counter reads of a {@link Tally}. @internal */
+export interface Tallied {
   /** Units in flight not yet handed over. */
   readonly inFlight: () => number
   /** Units started and not handed over. */
@@ -57,6 +49,69 @@ export interface Tally {
    * it, the owner's `onCut` cuts them.
    */
   readonly cut?: (() => { readonly count: number; readonly interrupt: () => void }) | undefined
+}
+
+/** What an owner tells its {@link Tally}: its units in flight, and how to count one of them on its own. @internal */
+export interface Owner<U> {
+  /** Its units in flight, read off its own state (the responses its connections write, its busy workers). */
+  readonly busy: () => Iterable<U>
+  /** How many those are, cheaply. */
+  readonly busyCount: () => number
+  /** Counts `unit` on its own from now on: `counter.add()`, and a `done` when it ends. */
+  readonly handOver: (unit: U, counter: InFlight) => void
+  readonly cut?: Tallied["cut"]
+}
+
+/**
+ * Units an owner keeps account of itself while nobody needs them one by one —
+ * a server's HTTP/1 requests, a worker pool's units: counting each costs a
+ * listener or a counter update that a hello world or a hot loop would pay for
+ * nothing. Until someone waits for them (the drain, `Quit.awaitIdle`) or cuts
+ * them, a unit that starts is only tallied, and the counter reads how many
+ * are in flight off the owner; then `countEach` hands those in flight over to
+ * the counter, and from then on every unit is counted on its own. One for
+ * connections and worker pools alike.
+ *
+ * @internal
+ */
+export class Tally<U> implements Tallied {
+  readonly #owner: Owner<U>
+  #counter: InFlight | undefined
+  #each = false
+  #uncounted = 0
+  readonly cut: Tallied["cut"]
+
+  constructor(owner: Owner<U>) {
+    this.#owner = owner
+    this.cut = owner.cut
+  }
+
+  /** Counts from now on in `counter`. */
+  attach(counter: InFlight): void {
+    this.#counter = counter
+    counter.adopt(this)
+  }
+
+  /** The hot path: a unit starts. The counter when it must be counted on its own, else nothing (it is tallied). */
+  start(): InFlight | undefined {
+    if (this.#each && this.#counter !== undefined) return this.#counter
+    this.#uncounted++
+    return undefined
+  }
+
+  readonly inFlight = (): number => this.#each ? 0 : this.#owner.busyCount()
+
+  readonly started = (): number => this.#uncounted
+
+  readonly countEach = (): void => {
+    const counter = this.#counter
+    if (this.#each || counter === undefined) return
+    this.#each = true
+    for (const unit of this.#owner.busy()) {
+      this.#uncounted--
+      this.#owner.handOver(unit, counter)
+    }
+  }
 }
 
 /** @internal */
@@ -77,7 +132,7 @@ export class InFlight {
   // were in flight at the last cut: a later cut counts only what came since.
   readonly #cutFibers = new WeakSet<Fiber.Fiber<unknown, unknown>>()
   #cutEntered = 0
-  #tally: Tally | undefined
+  #tally: Tallied | undefined
   readonly #series: ReadonlyArray<Metric.Registration>
 
   constructor(name: string, context: Context.Context<never>) {
@@ -99,7 +154,7 @@ export class InFlight {
   }
 
   /** Adds units its owner keeps account of; they are counted one by one from the first wait or cut. */
-  adopt(tally: Tally): void {
+  adopt(tally: Tallied): void {
     this.#tally = tally
   }
 

@@ -18,7 +18,7 @@ import { constants as Http2Constants } from "node:http2"
 import type * as Https from "node:https"
 import * as Net from "node:net"
 import type { Duplex } from "node:stream"
-import type { InFlight } from "../core/inFlight.ts"
+import { type InFlight, Tally } from "../core/inFlight.ts"
 import { Connection, type Schedule, type Shared } from "./connection.ts"
 
 export type { Schedule } from "./connection.ts"
@@ -43,6 +43,13 @@ export interface Clock {
 
 const stopListening: (this: Net.Server, callback: () => void) => void = Net.Server.prototype.close
 const noop = () => {}
+
+/** Counts `response` on its own: in flight until it closes. */
+const countOne = (response: Response, counter: InFlight): void => {
+  counter.add()
+  const emitter: EventEmitter = response
+  emitter.on("close", counter.done)
+}
 
 /**
  * Closes the listener and nothing else; `callback` runs once every connection
@@ -76,12 +83,21 @@ export class Connections {
   readonly #stampAlways: boolean
   readonly #closed = Deferred.makeUnsafe<void>()
   #inFlight: InFlight | undefined
-  // HTTP/1 requests are counted from their connections (a response not yet
-  // finished is one in flight) until somebody waits for them or the server
-  // begins to close; from then on one by one, until their response closes. A
-  // listener per request is the largest cost we would add to a hello world.
-  #eachCounted = false
-  #startedUncounted = 0
+  // HTTP/1 requests are tallied, read off their connections (a response not
+  // yet finished is one in flight), until somebody waits for them or the
+  // server begins to close; from then on counted one by one, until their
+  // response closes. A listener per request is the largest cost we would add
+  // to a hello world. A pipelined request behind the latest is not counted,
+  // but cannot end later than it: Node writes a connection's responses in order.
+  readonly #tally = new Tally<Response>({
+    busy: () => this.#unfinished(),
+    busyCount: () => {
+      let n = 0
+      for (const connection of this.#all) if (connection.current !== undefined) n++
+      return n
+    },
+    handOver: (response, counter) => countOne(response, counter)
+  })
   // From the quit event: keep-alive ends with each response, HTTP/2 sessions
   // have had their notice.
   #ending = false
@@ -149,39 +165,20 @@ export class Connections {
    */
   count(inFlight: InFlight): void {
     this.#inFlight = inFlight
-    inFlight.adopt({
-      inFlight: () => this.#eachCounted ? 0 : this.#unfinished(),
-      started: () => this.#startedUncounted,
-      countEach: () => this.#countEach()
-    })
+    this.#tally.attach(inFlight)
   }
 
-  #unfinished(): number {
-    let n = 0
-    for (const connection of this.#all) if (connection.current !== undefined) n++
-    return n
-  }
-
-  // A pipelined request behind the latest is not counted, but cannot end
-  // later than the latest: Node writes the responses of a connection in order.
-  #countEach(): void {
-    if (this.#eachCounted) return
-    this.#eachCounted = true
+  *#unfinished(): Iterable<Response> {
     for (const connection of this.#all) {
       const response = connection.current
-      if (response !== undefined) {
-        this.#startedUncounted--
-        this.#countOne(response)
-      }
+      if (response !== undefined) yield response
     }
   }
 
-  #countOne(response: Response): void {
-    const inFlight = this.#inFlight
-    if (inFlight === undefined) return
-    inFlight.add()
-    const emitter: EventEmitter = response
-    emitter.on("close", inFlight.done)
+  // HTTP/1: tallied, or counted on its own once each is; HTTP/2: on its own.
+  #start(response: Response, http1: boolean): void {
+    const counter = http1 ? this.#tally.start() : this.#inFlight
+    if (counter !== undefined) countOne(response, counter)
   }
 
   /**
@@ -217,8 +214,7 @@ export class Connections {
     if (http1 && !this.#admit(request.socket, response as Http.ServerResponse)) return false
     // Probes are answered here, and are no work of the app's: not counted.
     if (intercept !== undefined && intercept(request, response)) return false
-    if (http1 && !this.#eachCounted) this.#startedUncounted++
-    else this.#countOne(response)
+    this.#start(response, http1)
     return true
   }
 
@@ -227,8 +223,7 @@ export class Connections {
   #continue(request: Request, response: Response): void {
     const http1 = request.httpVersionMajor === 1
     if (http1) this.#admit(request.socket, response as Http.ServerResponse)
-    if (http1 && !this.#eachCounted) this.#startedUncounted++
-    else this.#countOne(response)
+    this.#start(response, http1)
   }
 
   /** Records one HTTP/1 request on its connection; false when it must not run (see `Connection.admits`). */
@@ -284,7 +279,7 @@ export class Connections {
     if (this.#closing) return
     this.endKeepAlive()
     this.#closing = true
-    this.#countEach()
+    this.#tally.countEach()
     closeListener(this.#server, this.#close, () => Deferred.doneUnsafe(this.#closed, Exit.void))
     for (const connection of this.#all) connection.stop()
     this.#controller.abort()

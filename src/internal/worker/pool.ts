@@ -18,7 +18,7 @@
  */
 import type { Context, Fiber } from "effect"
 import { Effect, Exit, Latch, Metric } from "effect"
-import type { InFlight } from "../core/inFlight.ts"
+import { type InFlight, Tally } from "../core/inFlight.ts"
 
 const runningGauge = Metric.gauge("effect_graceful_workers_running", {
   description: "Worker fibers running, per worker name"
@@ -60,9 +60,18 @@ export class Pool {
   readonly #stopped = Latch.makeUnsafe(true)
   #halted = false
   #inUnit = 0
-  #startedUncounted = 0
   #inFlight: InFlight | undefined
-  #eachCounted = false
+  // Units are tallied (read off the busy workers) until somebody waits for
+  // them or cuts them; then counted one by one.
+  readonly #tally = new Tally<Slot>({
+    busy: () => this.#busy(),
+    busyCount: () => this.#inUnit,
+    handOver: (slot, counter) => {
+      counter.add()
+      slot.counted = true
+    },
+    cut: () => this.#cut()
+  })
   readonly #context: Context.Context<never>
   readonly #gauge: Metric.Metric<number, Metric.GaugeState<number>>
   readonly failures: Metric.Metric<number, Metric.CounterState<number>>
@@ -93,23 +102,11 @@ export class Pool {
    */
   count(inFlight: InFlight): void {
     this.#inFlight = inFlight
-    inFlight.adopt({
-      inFlight: () => this.#eachCounted ? 0 : this.#inUnit,
-      started: () => this.#startedUncounted,
-      countEach: () => this.#countEach(),
-      cut: () => this.#cut()
-    })
+    this.#tally.attach(inFlight)
   }
 
-  #countEach(): void {
-    if (this.#eachCounted) return
-    this.#eachCounted = true
-    for (const slot of this.#slots) {
-      if (!slot.inUnit) continue
-      this.#startedUncounted--
-      this.#inFlight!.add()
-      slot.counted = true
-    }
+  *#busy(): Iterable<Slot> {
+    for (const slot of this.#slots) if (slot.inUnit) yield slot
   }
 
   #cut(): { readonly count: number; readonly interrupt: () => void } {
@@ -143,10 +140,11 @@ export class Pool {
     slot.inUnit = true
     this.#inUnit++
     this.#leaveOutside()
-    if (this.#eachCounted && this.#inFlight !== undefined) {
-      this.#inFlight.add()
+    const counter = this.#tally.start()
+    if (counter !== undefined) {
+      counter.add()
       slot.counted = true
-    } else this.#startedUncounted++
+    }
   }
 
   leaveUnit(slot: Slot): void {
@@ -156,7 +154,7 @@ export class Pool {
     this.#outside++
     if (slot.counted) {
       slot.counted = false
-      this.#inFlight!.done()
+      this.#inFlight?.done()
     }
   }
 
@@ -166,10 +164,11 @@ export class Pool {
    * (after the halt, the drain must not see the pool idle between the two).
    */
   chainUnit(slot: Slot): void {
-    if (slot.counted) {
-      this.#inFlight!.add()
-      this.#inFlight!.done()
-    } else this.#startedUncounted++
+    const counter = this.#tally.start()
+    if (slot.counted && counter !== undefined) {
+      counter.add()
+      counter.done()
+    }
   }
 
   #leaveOutside(): void {
