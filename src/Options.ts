@@ -7,6 +7,11 @@
  * - **drain delay** (`DRAIN_DELAY`, default 0): from the quit event to the
  *   listeners closing (phase `stopping`). Readiness already reports not-ready,
  *   so load balancers stop routing here while requests are still served.
+ *   `DRAIN_DELAY=auto` (or `auto 1s..10s`, minimum..maximum; default
+ *   1 s..10 s) ends it once the instance has evidence that routing here has
+ *   stopped — every prober of readiness answered not ready 3 times, and no
+ *   request for 500 ms — never before the minimum, at the latest at the
+ *   maximum; the budget rule counts the maximum.
  * - **drain timeout** (`DRAIN_TIMEOUT`): from the end of the drain delay to the
  *   **drain deadline**, when every unit still in flight is cut — wherever its
  *   group sits in the layer graph.
@@ -59,6 +64,18 @@ export type Origin = internal.Origin
  * @since 0.1.0
  */
 export type DurationInput = internal.DurationInput
+
+/**
+ * Every setting of an automatic drain delay (`drainDelay: { auto: { … } }`):
+ * `min` (default 1 s) and `max` (default 10 s, the fixed delay it replaces),
+ * `notReady` (default 3: the not-ready answers each prober must have had, as
+ * a balancer's `fall` or Kubernetes' `failureThreshold`), `quiet` (default
+ * 500 ms: how long no request may have arrived).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type AutoDrainDelay = internal.AutoInput
 
 /**
  * Options as given from code; every field is optional and the environment

@@ -51,8 +51,19 @@ export type Row = internal.Row
 export type Ending = internal.Ending
 
 /**
+ * How an automatic drain delay (`DRAIN_DELAY=auto`) ended: `by` evidence
+ * that routing here had stopped, or at its maximum; `millis` after the quit
+ * event; `evidence`: what was seen, or what was still missing.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type DrainDelayEnd = internal.DrainDelayEnd
+
+/**
  * The whole report: what fired the quit event (in words), how it ended, the
- * exit code, the time from the quit event to the report, and the rows.
+ * exit code, the time from the quit event to the report, the rows, and how
+ * an automatic drain delay ended.
  *
  * @category models
  * @since 0.1.0
@@ -86,8 +97,10 @@ export const format = (report: Report): string => {
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i]!.length)))
   const line = (cells: ReadonlyArray<string>) => "  " + cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()
+  const delay = report.drainDelay
   const title = `shutdown report: ${report.reason ?? "no quit event"}, ${report.ending}, exit ${report.exitCode}, ` +
-    `${report.totalMillis} ms`
+    `${report.totalMillis} ms` +
+    (delay === undefined ? "" : `; drain delay ${delay.millis} ms, ended ${delay.by === "evidence" ? "on evidence" : "at its maximum"}: ${delay.evidence}`)
   return report.rows.length === 0 ? title : [title, line(header), ...body.map(line)].join("\n")
 }
 
@@ -106,7 +119,12 @@ export const log = (report: Report, logFormat: "text" | "json"): Effect.Effect<v
     reason: report.reason ?? null,
     ending: report.ending,
     exitCode: report.exitCode,
-    totalMillis: report.totalMillis
+    totalMillis: report.totalMillis,
+    ...(report.drainDelay === undefined ? {} : {
+      drainDelayMillis: report.drainDelay.millis,
+      drainDelayEndedBy: report.drainDelay.by,
+      drainDelayEvidence: report.drainDelay.evidence
+    })
   }
   return Effect.forEach(report.rows, (row) =>
     write("shutdown report row").pipe(Effect.annotateLogs({

@@ -123,7 +123,8 @@ export const run = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<Rep
         : "failed",
       exitCode: exitCode(quit, ending, programExit, rows),
       totalMillis: quit.now() - deadlines.fired,
-      rows
+      rows,
+      ...(quit.routing.ended === undefined ? {} : { drainDelay: quit.routing.ended })
     }
     traceShutdown(yield* Effect.tracer, quit, report)
     return report

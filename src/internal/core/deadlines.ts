@@ -12,6 +12,7 @@
  */
 import { Duration } from "effect"
 import type { Options } from "./options.ts"
+import type { Mode } from "./routing.ts"
 
 /**
  * Epoch milliseconds on Effect's `Clock` (monotonic: see `QuitClock`).
@@ -64,8 +65,11 @@ export const remaining = (deadlines: Deadlines, deadline: Deadline, now: number)
   Duration.millis(Math.max(0, deadlines[deadline] - now))
 
 /** The line logged at the quit event: when each deadline falls, from then. @internal */
-export const describe = (deadlines: Deadlines): string => {
+export const describe = (deadlines: Deadlines, mode?: Mode): string => {
   const at = (instant: number) => Duration.format(Duration.millis(instant - deadlines.fired))
-  return `listeners close in ${at(deadlines.stopping)}, drain deadline in ${at(deadlines.drain)}, ` +
+  const listeners = mode?._tag === "Auto"
+    ? `listeners close once routing here has stopped, between ${Duration.format(mode.min)} and ${at(deadlines.stopping)}`
+    : `listeners close in ${at(deadlines.stopping)}`
+  return `${listeners}, drain deadline in ${at(deadlines.drain)}, ` +
     `close deadline in ${at(deadlines.close)}, shutdown deadline in ${at(deadlines.shutdown)}`
 }

@@ -7,6 +7,7 @@
  */
 import { Config, ConfigProvider, Data, Duration as D, Effect, Option, Result, Schema, SchemaIssue, SchemaTransformation } from "effect"
 import { constants } from "node:os"
+import type { Auto, Mode } from "./routing.ts"
 
 /** The four timings of a shutdown. @internal */
 export type Timing = "drainDelay" | "drainTimeout" | "closeTimeout" | "shutdownTimeout"
@@ -16,7 +17,10 @@ export type Origin = "environment" | "code" | "default" | "derived"
 
 /** @internal */
 export interface Options {
+  /** The drain delay; with `DRAIN_DELAY=auto`, its maximum (the deadlines fall as if it lasted that long). */
   readonly drainDelay: D.Duration
+  /** How the drain delay ends: after `drainDelay`, or by the evidence of `routing.ts`. */
+  readonly drainDelayMode: Mode
   readonly drainTimeout: D.Duration
   readonly shutdownTimeout: D.Duration
   readonly closeTimeout: D.Duration
@@ -32,7 +36,11 @@ export type DurationInput = D.Input | `${number}${"ms" | "s" | "m" | "h"}`
 
 /** @internal */
 export interface Input {
-  readonly drainDelay?: DurationInput | undefined
+  /**
+   * A duration, or `"auto"` / `"auto 1s..10s"` (minimum..maximum), or
+   * `{ auto: { … } }` for every setting of the automatic drain delay.
+   */
+  readonly drainDelay?: DurationInput | DrainDelayAuto | { readonly auto: AutoInput } | undefined
   readonly drainTimeout?: DurationInput | undefined
   readonly shutdownTimeout?: DurationInput | undefined
   readonly closeTimeout?: DurationInput | undefined
@@ -40,6 +48,24 @@ export interface Input {
   readonly logFormat?: "text" | "json" | undefined
   readonly progressInterval?: DurationInput | undefined
 }
+
+/** The text form of an automatic drain delay: `auto`, or `auto 1s..10s` (minimum..maximum). @internal */
+export type DrainDelayAuto = "auto" | `auto ${string}..${string}`
+
+/** Every setting of an automatic drain delay; each has a default. @internal */
+export interface AutoInput {
+  /** Never close the listeners sooner (default 1 s). */
+  readonly min?: DurationInput | undefined
+  /** Close them then whatever the evidence (default 10 s): the fixed delay it replaces. */
+  readonly max?: DurationInput | undefined
+  /** Not-ready answers each prober must have had (default 3). */
+  readonly notReady?: number | undefined
+  /** How long no request may have arrived (default 500 ms). */
+  readonly quiet?: DurationInput | undefined
+}
+
+/** The defaults of an automatic drain delay. @internal */
+export const AUTO_DEFAULTS = { min: D.seconds(1), max: D.seconds(10), notReady: 3, quiet: D.millis(500) } as const
 
 /** The environment variable of each timing. @internal */
 export const VARIABLES: { readonly [T in Timing]: string } = {
@@ -138,13 +164,75 @@ const fromEnv = <A>(
 
 type Given = { readonly value: D.Duration; readonly origin: "environment" | "code" } | undefined
 
-const given = (timing: Timing, input: Input): Effect.Effect<Given, InvalidOption> =>
+const given = (timing: Exclude<Timing, "drainDelay">, input: Input): Effect.Effect<Given, InvalidOption> =>
   fromEnv(VARIABLES[timing], parseDuration).pipe(Effect.flatMap((env): Effect.Effect<Given, InvalidOption> => {
     if (Option.isSome(env)) return Effect.succeed({ value: env.value, origin: "environment" })
     const code = input[timing]
     if (code === undefined) return Effect.succeed(undefined)
     return Effect.map(Effect.fromResult(decodeDuration(code, `${timing} option`)), (value) => ({ value, origin: "code" } as const))
   }))
+
+interface DrainDelay {
+  readonly given: Given
+  readonly mode: Mode
+}
+
+const AUTO_TEXT = /^auto(?:\s+(\S+?)\s*\.\.\s*(\S+))?$/i
+const AUTO_EXPECTED = `expected a duration such as 5s, or "auto", or "auto 1s..10s" (minimum..maximum)`
+
+const autoOf = (input: AutoInput, variable: string): Result.Result<{ readonly max: D.Duration; readonly mode: Auto }, InvalidOption> => {
+  const value = JSON.stringify(input)
+  const invalid = (reason: string) => Result.fail(new InvalidOption({ variable, value, reason }))
+  const duration = (field: "min" | "max" | "quiet") => {
+    const given = input[field]
+    return given === undefined ? Result.succeed(AUTO_DEFAULTS[field]) : decodeDuration(given, `${variable} (${field})`)
+  }
+  return Result.flatMap(Result.all([duration("min"), duration("max"), duration("quiet")]), ([min, max, quiet]) => {
+    const notReady = input.notReady ?? AUTO_DEFAULTS.notReady
+    if (!Number.isInteger(notReady) || notReady < 1) return invalid(`notReady must be a whole number of answers, 1 or more`)
+    if (D.isGreaterThan(min, max)) return invalid(`its minimum ${D.format(min)} is longer than its maximum ${D.format(max)}`)
+    return Result.succeed({ max, mode: { _tag: "Auto", min, notReady, quiet } as const })
+  })
+}
+
+const parseDrainDelay = (text: string, variable: string): Result.Result<{ readonly max: D.Duration; readonly mode: Mode }, InvalidOption> => {
+  const auto = AUTO_TEXT.exec(text.trim())
+  if (auto === null) {
+    if (/^auto/i.test(text.trim())) return Result.fail(new InvalidOption({ variable, value: text, reason: AUTO_EXPECTED }))
+    return Result.mapBoth(parseDuration(text), {
+      onFailure: (reason) => new InvalidOption({ variable, value: text, reason: `${reason}, or "auto"` }),
+      onSuccess: (max) => ({ max, mode: { _tag: "Fixed" } as const })
+    })
+  }
+  const [, min, max] = auto
+  if (min === undefined || max === undefined) return autoOf({}, variable)
+  return Result.mapError(
+    autoOf({ min: min as DurationInput, max: max as DurationInput }, variable),
+    (error) => new InvalidOption({ variable, value: text, reason: error.reason })
+  )
+}
+
+const givenDrainDelay = (input: Input): Effect.Effect<DrainDelay, InvalidOption> =>
+  Config.option(Config.String(VARIABLES.drainDelay)).pipe(
+    Effect.mapError((error) => new InvalidOption({ variable: VARIABLES.drainDelay, value: "", reason: error.message })),
+    Effect.flatMap((env): Effect.Effect<DrainDelay, InvalidOption> => {
+      type Resolved = Result.Result<{ readonly max: D.Duration; readonly mode: Mode; readonly origin: "environment" | "code" }, InvalidOption>
+      const resolved: Resolved | undefined = Option.isSome(env)
+        ? Result.map(parseDrainDelay(env.value, VARIABLES.drainDelay), (parsed) => ({ ...parsed, origin: "environment" as const }))
+        : input.drainDelay === undefined
+        ? undefined
+        : Result.map(
+          typeof input.drainDelay === "object" && input.drainDelay !== null && "auto" in input.drainDelay
+            ? autoOf(input.drainDelay.auto, "drainDelay option")
+            : typeof input.drainDelay === "string"
+            ? parseDrainDelay(input.drainDelay, "drainDelay option")
+            : Result.map(decodeDuration(input.drainDelay, "drainDelay option"), (max) => ({ max, mode: { _tag: "Fixed" } as const })),
+          (parsed) => ({ ...parsed, origin: "code" as const })
+        )
+      if (resolved === undefined) return Effect.succeed({ given: undefined, mode: { _tag: "Fixed" } })
+      return Effect.map(Effect.fromResult(resolved), ({ max, mode, origin }) => ({ given: { value: max, origin }, mode }))
+    })
+  )
 
 // Signals that cannot be listened to: Node refuses them with EINVAL.
 const UNCATCHABLE = new Set(["SIGKILL", "SIGSTOP"])
@@ -253,8 +341,9 @@ export const budget = (set: { readonly [T in Timing]: Given }): Result.Result<Pi
 /** @internal */
 export const load = (input: Input = {}): Effect.Effect<Options, InvalidOption> =>
   Effect.gen(function*() {
+    const drainDelay = yield* givenDrainDelay(input)
     const set = {
-      drainDelay: yield* given("drainDelay", input),
+      drainDelay: drainDelay.given,
       drainTimeout: yield* given("drainTimeout", input),
       closeTimeout: yield* given("closeTimeout", input),
       shutdownTimeout: yield* given("shutdownTimeout", input)
@@ -275,6 +364,7 @@ export const load = (input: Input = {}): Effect.Effect<Options, InvalidOption> =
     const fromEnvironment = yield* fromEnv("PROGRESS_INTERVAL", parseDuration)
     return {
       ...timings,
+      drainDelayMode: drainDelay.mode,
       signals,
       logFormat,
       progressInterval: Option.isSome(fromEnvironment)
@@ -317,6 +407,7 @@ export const componentTimeout = (
 /** Two resolved options that say the same. @internal */
 export const same = (a: Options, b: Options): boolean =>
   (["drainDelay", "drainTimeout", "closeTimeout", "shutdownTimeout"] as const).every((t) => D.equals(a[t], b[t])) &&
+  sameMode(a.drainDelayMode, b.drainDelayMode) &&
   a.logFormat === b.logFormat && a.signals.join() === b.signals.join() && D.equals(a.progressInterval, b.progressInterval)
 
 /** A duration given in code, or `fallback` when not given. @internal */
@@ -326,3 +417,12 @@ export const durationOr = (
   variable: string
 ): Effect.Effect<D.Duration, InvalidOption> =>
   input === undefined ? Effect.succeed(fallback) : Effect.fromResult(decodeDuration(input, variable))
+
+const sameMode = (a: Mode, b: Mode): boolean =>
+  a._tag === "Fixed" || b._tag === "Fixed"
+    ? a._tag === b._tag
+    : D.equals(a.min, b.min) && D.equals(a.quiet, b.quiet) && a.notReady === b.notReady
+
+/** The shortest the drain delay can be: its duration, or an automatic one's minimum. @internal */
+export const shortestDrainDelay = (options: Options): D.Duration =>
+  options.drainDelayMode._tag === "Auto" ? options.drainDelayMode.min : options.drainDelay

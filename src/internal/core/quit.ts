@@ -16,6 +16,7 @@ import * as metrics from "./metrics.ts"
 import type { Options } from "./options.ts"
 import { isAtLeast, type Phase, type PhaseChange, Phases } from "./phases.ts"
 import { Readiness } from "./readiness.ts"
+import { Routing } from "./routing.ts"
 import { Counted, Entry, Registry } from "./registry.ts"
 import type { Row } from "./report.ts"
 import { type Reason, Quit, type Service, TypeId } from "./service.ts"
@@ -48,6 +49,8 @@ export class QuitImpl implements Service {
   readonly clock: QuitClock
   readonly phases: Phases
   readonly registry = new Registry()
+  /** What it sees of the balancers routing here: for an automatic drain delay. */
+  readonly routing = new Routing()
   readonly readiness: Readiness
   /** The services it runs its own fibers and log lines with (the logger of the layers built on it). */
   readonly context: Context.Context<never>
@@ -118,9 +121,9 @@ export class QuitImpl implements Service {
     })
   }
 
-  /** Completes at the end of the drain delay; at once if the quit event has not fired. */
+  /** Completes at the end of the drain delay (phase `stopping`); at once if the quit event has not fired. */
   get awaitStopping(): Effect.Effect<void> {
-    return Effect.suspend(() => this.#firing._tag === "Fired" ? this.sleepUntil(this.#firing.deadlines.stopping) : Effect.void)
+    return Effect.suspend(() => this.#firing._tag === "Fired" ? this.phases.reached("stopping") : Effect.void)
   }
 
   /** Time left until `deadline`; before the quit event, the whole span as if it fired now. */
@@ -208,6 +211,7 @@ export class QuitImpl implements Service {
   markFired(reason: Reason, deadlines: Deadlines): void {
     const fired: Fired = { _tag: "Fired", reason, deadlines }
     this.#firing = fired
+    this.routing.fire(deadlines.fired)
     if (reason._tag === "Failure") this.failed = true
     for (const group of this.registry.counted()) group.noteAtDrain()
     this.phases.advance("draining", deadlines.fired)

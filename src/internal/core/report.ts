@@ -22,6 +22,14 @@ export interface Row {
 /** @internal */
 export type Ending = "completed" | "failed" | "graceful" | "deadline" | "forced"
 
+/** How an automatic drain delay ended: on evidence, or at its maximum; after `millis` from the quit event. @internal */
+export interface DrainDelayEnd {
+  readonly by: "evidence" | "maximum"
+  readonly millis: number
+  /** What was seen, or what was still missing at the maximum. */
+  readonly evidence: string
+}
+
 /** @internal */
 export interface Report {
   readonly reason: string | undefined
@@ -29,4 +37,6 @@ export interface Report {
   readonly exitCode: number
   readonly totalMillis: number
   readonly rows: ReadonlyArray<Row>
+  /** With `DRAIN_DELAY=auto`, once it ended. */
+  readonly drainDelay?: DrainDelayEnd | undefined
 }

@@ -29,6 +29,7 @@ import { Cause, Duration, Effect, Exit, Fiber, Schedule, Stream } from "effect"
 import { bounded } from "./bounded.ts"
 import * as deadlines_ from "./deadlines.ts"
 import * as progress_ from "./progress.ts"
+import * as routing_ from "./routing.ts"
 import { describeReason, type QuitImpl, type Reason } from "./quit.ts"
 import { type Closed, Counted, type Entry } from "./registry.ts"
 
@@ -47,8 +48,9 @@ export const fire = (quit: QuitImpl, reason: Reason, options: { readonly immedia
   quit.markFired(reason, deadlines)
   quit.registry.call("fire", (entry, error) => logDefect(quit, `${entry.label}: reacting to the quit event failed`, error))
   if (deadlines.stopping <= deadlines.fired) beginStopping(quit)
-  quit.fork(Effect.logInfo(`quit event (${describeReason(reason)}): draining; ${deadlines_.describe(deadlines)}`))
-  quit.fork(keep(quit, deadlines.stopping, deadlines.drain))
+  const auto = delayed ? quit.options.drainDelayMode : undefined
+  quit.fork(Effect.logInfo(`quit event (${describeReason(reason)}): draining; ${deadlines_.describe(deadlines, auto)}`))
+  quit.fork(keep(quit, deadlines))
   quit.fork(logProgress(quit))
   return true
 }
@@ -95,10 +97,10 @@ const logDefect = (quit: QuitImpl, message: string, error: unknown): void => {
 // The shared instants, whoever runs the program: stopping at the end of the
 // drain delay, the cut at the drain deadline — for every group, wherever it
 // sits in the layer graph.
-const keep = (quit: QuitImpl, stopping: number, drain: number): Effect.Effect<void> =>
-  quit.sleepUntil(stopping).pipe(
+const keep = (quit: QuitImpl, deadlines: deadlines_.Deadlines): Effect.Effect<void> =>
+  endOfDelay(quit, deadlines).pipe(
     Effect.andThen(Effect.sync(() => beginStopping(quit))),
-    Effect.andThen(quit.sleepUntil(drain)),
+    Effect.andThen(quit.sleepUntil(deadlines.drain)),
     // Whatever is in flight, also in a group already abandoned at a close
     // deadline that falls on this same instant (a close timeout of 0).
     Effect.andThen(Effect.suspend(() =>
@@ -109,6 +111,27 @@ const keep = (quit: QuitImpl, stopping: number, drain: number): Effect.Effect<vo
       )
     ))
   )
+
+/**
+ * The end of the drain delay: its duration; or, automatic, the evidence that
+ * routing here has stopped, between its minimum and its maximum (the
+ * `stopping` deadline) — logged with what ended it.
+ */
+const endOfDelay = (quit: QuitImpl, deadlines: deadlines_.Deadlines): Effect.Effect<void> => {
+  const mode = quit.options.drainDelayMode
+  if (mode._tag === "Fixed" || deadlines.stopping <= deadlines.fired) return quit.sleepUntil(deadlines.stopping)
+  return routing_.awaitEvidence(quit.routing, mode, deadlines.fired, deadlines.stopping, quit.clock).pipe(
+    Effect.tap((ended) =>
+      Effect.sync(() => quit.routing.end(ended)).pipe(
+        Effect.andThen(Effect.logInfo(
+          `drain delay ended after ${Duration.format(Duration.millis(ended.millis))}, ${
+            ended.by === "maximum" ? "its maximum" : "on evidence"
+          }: ${ended.evidence}`
+        ))
+      )
+    )
+  )
+}
 
 /**
  * The end of the drain delay, once: phase `stopping`, then each entry's

@@ -103,15 +103,18 @@ export class Connections {
   #ending = false
   // From the end of the drain delay: the listener is closed.
   #closing = false
+  readonly #routed: () => void
 
   /**
    * `grace` is how long a connection with no request in progress may still
    * send one once the listener has closed: a request already on the wire (a
    * proxy's, a keep-alive client's queued one) is served, not reset.
-   * `drainDelay`: how long after the quit event the listener closes.
+   * `drainDelay`: how long after the quit event the listener closes, at the
+   * soonest. `routed` hears each request from the quit event on (probes aside).
    */
-  constructor(server: NodeServer, controller: AbortController, clock: Clock, grace: number, drainDelay: number) {
+  constructor(server: NodeServer, controller: AbortController, clock: Clock, grace: number, drainDelay: number, routed: () => void) {
     this.#server = server
+    this.#routed = routed
     this.#close = server.close
     this.#controller = controller
     const shared: Shared = { all: this.#all, schedule: clock.schedule, millis: clock.millis, grace }
@@ -214,6 +217,8 @@ export class Connections {
     if (http1 && !this.#admit(request.socket, response as Http.ServerResponse)) return false
     // Probes are answered here, and are no work of the app's: not counted.
     if (intercept !== undefined && intercept(request, response)) return false
+    // From the quit event, each request is evidence that routing here goes on.
+    if (this.#ending) this.#routed()
     this.#start(response, http1)
     return true
   }

@@ -50,6 +50,16 @@ export type Handler = (request: Probe, response: Reply) => boolean
 export interface Probe {
   readonly method?: string | undefined
   readonly url?: string | undefined
+  /** Who probes (a balancer's address and user agent): for an automatic drain delay. */
+  readonly headers?: { readonly "user-agent"?: string | undefined } | undefined
+  readonly socket?: { readonly remoteAddress?: string | undefined } | null | undefined
+}
+
+/** Who sent a probe: its address and user agent (a balancer probes from one address, with one agent). @internal */
+export const proberOf = (request: Probe): string => {
+  const agent = request.headers?.["user-agent"]
+  const address = request.socket?.remoteAddress ?? "unknown address"
+  return agent === undefined || agent === "" ? address : `${address} "${agent.length > 60 ? agent.slice(0, 60) : agent}"`
 }
 
 /**
@@ -107,10 +117,11 @@ export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler
   const liveness = options.livenessPath ?? "/livez"
   const detail = options.detail === true
   const metrics = options.metrics === true ? "/metrics" : typeof options.metrics === "string" ? options.metrics : undefined
-  const reply = (response: Reply, method: string | undefined, reasons: Verdict) =>
-    reasons.length === 0
-      ? answer(response, method, 200, "ready\n")
-      : answer(response, method, 503, notReady(reasons, detail))
+  const reply = (request: Probe, response: Reply, reasons: Verdict) => {
+    if (reasons.length === 0) answer(response, request.method, 200, "ready\n")
+    else answer(response, request.method, 503, notReady(reasons, detail))
+    quit.routing.probe(proberOf(request), reasons.length === 0, quit.now())
+  }
   return (request, response) => {
     const url = request.url ?? "/"
     const query = url.indexOf("?")
@@ -118,8 +129,8 @@ export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler
     if (path === readiness) {
       const now = known(quit)
       // With checks to run, the answer comes when they have.
-      if (now === undefined) quit.readiness.evaluateThen((checks) => reply(response, request.method, verdict(quit, checks)))
-      else reply(response, request.method, now)
+      if (now === undefined) quit.readiness.evaluateThen((checks) => reply(request, response, verdict(quit, checks)))
+      else reply(request, response, now)
       return true
     }
     if (path === liveness) {

@@ -9,7 +9,7 @@ import type { Scope } from "effect"
 import { Duration, Effect } from "effect"
 import { first } from "../core/first.ts"
 import * as groups from "../core/group.ts"
-import type { DurationInput, InvalidOption } from "../core/options.ts"
+import { type DurationInput, type InvalidOption, shortestDrainDelay } from "../core/options.ts"
 import type { QuitImpl } from "../core/quit.ts"
 import type * as Net from "node:net"
 import * as Tls from "node:tls"
@@ -61,7 +61,8 @@ export const connectionsOf = (quit: QuitImpl, server: NodeServer, controller: Ab
     controller,
     { millis: () => quit.millis(), schedule: (millis, f) => quit.schedule(millis, f) },
     Math.min(GRACE_MILLIS, Duration.toMillis(own.closeTimeout)),
-    Duration.toMillis(quit.options.drainDelay)
+    Duration.toMillis(shortestDrainDelay(quit.options)),
+    () => quit.routing.request(quit.now())
   )
 
 /** The probes a server answers itself, if it answers any. @internal */

@@ -1,0 +1,199 @@
+/**
+ * `DRAIN_DELAY=auto`: the listeners close once the instance has evidence that
+ * routing here has stopped — every prober answered not ready `notReady`
+ * times, no request for `quiet` — never before the minimum, at the latest at
+ * the maximum. Real servers and probes, time on the TestClock.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Duration, Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
+import * as NodeHttp from "node:http"
+import * as Http from "../src/Http.ts"
+import { Options, Quit } from "../src/index.ts"
+import { awaitPhase, get, launch, portOf, withQuit } from "./support/http.ts"
+
+const withEnv = (env: Record<string, string>) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.provideService(effect, ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
+
+const listenOn = { port: 0, host: "127.0.0.1", health: true } as const
+
+const serve = Effect.gen(function*() {
+  const server = NodeHttp.createServer((_req, res) => res.end("hello"))
+  const run = yield* launch(Http.layerNode(() => server, listenOn))
+  yield* awaitPhase("running")
+  const port = portOf(server)
+  const probe = Effect.promise(() => get(port, "/readyz", new NodeHttp.Agent({ keepAlive: false })))
+  const request = Effect.promise(() => get(port, "/work"))
+  return { server, run, probe, request }
+})
+
+const after = (millis: number) => TestClock.adjust(Duration.millis(millis))
+
+describe("DRAIN_DELAY=auto: the setting", () => {
+  it.effect("auto: 1 s to 10 s, 3 not-ready answers, 500 ms quiet; the budget counts the maximum", () =>
+    Effect.gen(function*() {
+      const options = yield* Options.load().pipe(withEnv({ DRAIN_DELAY: "auto" }))
+      assert.strictEqual(Duration.toMillis(options.drainDelay), 10_000)
+      assert.deepStrictEqual(options.drainDelayMode, {
+        _tag: "Auto",
+        min: Duration.seconds(1),
+        notReady: 3,
+        quiet: Duration.millis(500)
+      })
+      // 30 s − 10 s shared 4 : 1 with one part spare.
+      assert.strictEqual(Duration.toMillis(options.drainTimeout), 13_333)
+    }))
+
+  it.effect("auto MIN..MAX from the environment; every setting from code", () =>
+    Effect.gen(function*() {
+      const env = yield* Options.load().pipe(withEnv({ DRAIN_DELAY: "auto 2s..5s" }))
+      assert.strictEqual(Duration.toMillis(env.drainDelay), 5000)
+      assert.deepInclude(env.drainDelayMode, { _tag: "Auto", min: Duration.seconds(2) })
+      assert.strictEqual(env.origins.drainDelay, "environment")
+      const code = yield* Options.fromCode({ drainDelay: { auto: { min: "200ms", max: "3s", notReady: 2, quiet: "1s" } } })
+      assert.strictEqual(Duration.toMillis(code.drainDelay), 3000)
+      assert.deepStrictEqual(code.drainDelayMode, {
+        _tag: "Auto",
+        min: Duration.millis(200),
+        notReady: 2,
+        quiet: Duration.seconds(1)
+      })
+      const fixed = yield* Options.fromCode({ drainDelay: "2s" })
+      assert.deepStrictEqual(fixed.drainDelayMode, { _tag: "Fixed" })
+    }))
+
+  it.effect("what cannot be used is refused, naming the variable or option and what is expected", () =>
+    Effect.gen(function*() {
+      const reversed = yield* Effect.flip(Options.load().pipe(withEnv({ DRAIN_DELAY: "auto 5s..1s" })))
+      assert.strictEqual(reversed.message, `DRAIN_DELAY="auto 5s..1s": its minimum 5s is longer than its maximum 1s`)
+      const half = yield* Effect.flip(Options.load().pipe(withEnv({ DRAIN_DELAY: "auto 5s" })))
+      assert.strictEqual(half.variable, "DRAIN_DELAY")
+      assert.match(half.reason, /"auto 1s\.\.10s" \(minimum\.\.maximum\)/)
+      const count = yield* Effect.flip(Options.fromCode({ drainDelay: { auto: { notReady: 0 } } }))
+      assert.strictEqual(count.variable, "drainDelay option")
+      assert.match(count.reason, /notReady must be a whole number/)
+      const tooLong = yield* Effect.flip(Options.load().pipe(withEnv({ DRAIN_DELAY: "auto 1s..40s" })))
+      assert.strictEqual(tooLong.variable, "DRAIN_DELAY")
+      assert.match(tooLong.reason, /must be shorter than SHUTDOWN_TIMEOUT/)
+    }))
+})
+
+describe("DRAIN_DELAY=auto: when the listeners close (TestClock)", () => {
+  it.effect("a prober on a cadence: open until it has been answered not ready 3 times, closed in that answer's turn", () =>
+    withQuit(Effect.gen(function*() {
+      const { probe, run, server } = yield* serve
+      assert.strictEqual((yield* probe).status, 200)
+      yield* after(500)
+      assert.strictEqual((yield* probe).status, 200)
+      yield* Quit.fire("test")
+      for (const _ of [1, 2]) {
+        yield* after(500)
+        assert.strictEqual((yield* probe).status, 503)
+      }
+      yield* after(2000)
+      assert.isTrue(server.listening, "2 not-ready answers of 3: the balancer may still route here")
+      assert.strictEqual((yield* probe).status, 503)
+      yield* Effect.yieldNow
+      assert.isFalse(server.listening, "closed once the third not-ready answer was given")
+      yield* after(30_000)
+      const report = yield* Fiber.join(run)
+      assert.deepInclude(report.drainDelay, { by: "evidence", millis: 3000 })
+      assert.match(report.drainDelay?.evidence ?? "", /its prober answered not ready 3 times \(127\.0\.0\.1 \(every 500ms\)\); no request since the quit event/)
+    }), { drainDelay: "auto 1s..10s" }))
+
+  it.effect("no prober, little traffic: a quiet moment does not end it before the minimum", () =>
+    withQuit(Effect.gen(function*() {
+      const { run, server } = yield* serve
+      yield* Quit.fire("test")
+      yield* after(600)
+      assert.isTrue(server.listening, "quiet for 500 ms, but the minimum is 2 s")
+      yield* after(1399)
+      assert.isTrue(server.listening)
+      yield* after(1)
+      assert.isFalse(server.listening, "closed at the minimum")
+      yield* after(30_000)
+      const report = yield* Fiber.join(run)
+      assert.deepInclude(report.drainDelay, { by: "evidence", millis: 2000, evidence: "no prober; no request since the quit event" })
+    }), { drainDelay: "auto 2s..10s" }))
+
+  it.effect("a request routed here pushes the end to a quiet period after it", () =>
+    withQuit(Effect.gen(function*() {
+      const { request, run, server } = yield* serve
+      yield* Quit.fire("test")
+      yield* after(900)
+      const reply = yield* request
+      assert.strictEqual(reply.body, "hello")
+      assert.strictEqual(reply.headers.connection, "close", "keep-alive ends at the quit event")
+      yield* after(100)
+      assert.isTrue(server.listening, "the minimum has passed, but a request came 100 ms ago")
+      yield* after(399)
+      assert.isTrue(server.listening)
+      yield* after(1)
+      assert.isFalse(server.listening, "500 ms after the last request")
+      yield* after(30_000)
+      const report = yield* Fiber.join(run)
+      assert.deepInclude(report.drainDelay, { by: "evidence", millis: 1400, evidence: "no prober; no request for 500ms" })
+    }), { drainDelay: "auto 1s..10s" }))
+
+  it.effect("evidence complete before the minimum: closed at the minimum, not sooner", () =>
+    withQuit(Effect.gen(function*() {
+      const { probe, run, server } = yield* serve
+      yield* probe
+      yield* after(100)
+      yield* probe
+      yield* Quit.fire("test")
+      for (const _ of [1, 2, 3]) {
+        yield* after(100)
+        yield* probe
+      }
+      yield* after(600)
+      assert.isTrue(server.listening, "3 not-ready answers at 300 ms; the minimum is 1 s")
+      yield* after(99)
+      assert.isTrue(server.listening)
+      yield* after(1)
+      assert.isFalse(server.listening)
+      yield* after(30_000)
+      assert.deepInclude((yield* Fiber.join(run)).drainDelay, { by: "evidence", millis: 1000 })
+    }), { drainDelay: "auto 1s..10s" }))
+
+  it.effect("a prober that falls silent after the quit event: closed at the maximum, the report says what was missing", () =>
+    withQuit(Effect.gen(function*() {
+      const { probe, run, server } = yield* serve
+      yield* probe
+      yield* after(1000)
+      yield* probe
+      yield* Quit.fire("test")
+      yield* after(500)
+      yield* probe
+      yield* after(4499)
+      assert.isTrue(server.listening, "its prober had 1 not-ready answer of 3")
+      yield* after(1)
+      assert.isFalse(server.listening, "closed at the maximum")
+      yield* after(30_000)
+      const report = yield* Fiber.join(run)
+      assert.deepInclude(report.drainDelay, {
+        by: "maximum",
+        millis: 5000,
+        evidence: "still missing: 127.0.0.1 (every 1s) answered not ready 1 of 3 times"
+      })
+    }), { drainDelay: "auto 1s..5s" }))
+
+  it.effect("a fixed drain delay is untouched: no evidence read, nothing in the report", () =>
+    withQuit(Effect.gen(function*() {
+      const { probe, run, server } = yield* serve
+      yield* probe
+      yield* after(100)
+      yield* probe
+      yield* Quit.fire("test")
+      for (const _ of [1, 2, 3]) {
+        yield* after(100)
+        yield* probe
+      }
+      yield* after(1699)
+      assert.isTrue(server.listening)
+      yield* after(1)
+      assert.isFalse(server.listening)
+      yield* after(30_000)
+      assert.isUndefined((yield* Fiber.join(run)).drainDelay)
+    }), { drainDelay: "2s" }))
+})
