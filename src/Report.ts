@@ -52,7 +52,8 @@ export type Ending = internal.Ending
 
 /**
  * How an automatic drain delay (`DRAIN_DELAY=auto`) ended: `by` evidence
- * that routing here had stopped, or at its maximum; `millis` after the quit
+ * that routing here had stopped, at its maximum, or as the program ended by
+ * itself (nothing left to serve); `millis` after the quit
  * event; `evidence`: what was seen, or what was still missing.
  *
  * @category models
@@ -100,7 +101,9 @@ export const format = (report: Report): string => {
   const delay = report.drainDelay
   const title = `shutdown report: ${report.reason ?? "no quit event"}, ${report.ending}, exit ${report.exitCode}, ` +
     `${report.totalMillis} ms` +
-    (delay === undefined ? "" : `; drain delay ${delay.millis} ms, ended ${delay.by === "evidence" ? "on evidence" : "at its maximum"}: ${delay.evidence}`)
+    (delay === undefined ? "" : `; drain delay ${delay.millis} ms, ended ${
+      delay.by === "evidence" ? "on evidence" : delay.by === "maximum" ? "at its maximum" : "as the program ended"
+    }: ${delay.evidence}`)
   return report.rows.length === 0 ? title : [title, line(header), ...body.map(line)].join("\n")
 }
 

@@ -21,6 +21,7 @@ export const found: ReadonlyArray<{ readonly name: string; readonly breaks: stri
       timings: derived,
       signalAt: 0,
       secondAfter: null,
+      routing: null,
       components: [{ ...component, groups: [group, { ...group, units: [{ millis: 300, ignoresInterrupt: false }] }] }]
     }
   },
@@ -31,6 +32,7 @@ export const found: ReadonlyArray<{ readonly name: string; readonly breaks: stri
       timings: derived,
       signalAt: 0,
       secondAfter: null,
+      routing: null,
       components: [{
         ...component,
         groups: [
@@ -49,6 +51,7 @@ export const found: ReadonlyArray<{ readonly name: string; readonly breaks: stri
       timings: { shutdownTimeout: 1000, drainDelay: 0, drainTimeout: 100, closeTimeout: 0 },
       signalAt: 5000,
       secondAfter: null,
+      routing: null,
       components: [{
         ...component,
         workers: [{
@@ -72,6 +75,7 @@ export const found: ReadonlyArray<{ readonly name: string; readonly breaks: stri
       timings: { shutdownTimeout: 1000, drainDelay: 0, drainTimeout: 0, closeTimeout: null },
       signalAt: 100,
       secondAfter: null,
+      routing: null,
       components: [
         // Built on the worker's component; its closer hangs past the shutdown.
         { ...component, deps: [1], closers: [{ behavior: "hung", millis: 1, timeout: null }] },

@@ -14,7 +14,10 @@
  * 6. the library's count of units in flight, read at every step, is never
  *    negative and equals what the log shows; the report's numbers (in flight
  *    at the quit event, at the end, cut) equal what the log shows;
- * 7. a second signal ends the run at once with 128 + n (checked with 1).
+ * 7. a second signal ends the run at once with 128 + n (checked with 1);
+ * 8. an automatic drain delay ends never before its minimum, never after its
+ *    maximum, never while its evidence is missing, and at the first instant
+ *    the evidence is there; the report says how it ended.
  *
  * Two parts have tags of their own, so that one can be told from the rest:
  * `[5-late]` is the half of 5 that says "when its release begins" (not later);
@@ -70,19 +73,26 @@ export const check = (run: Run): ReadonlyArray<string> => {
     fail(1, "no quit event fired")
     return broken
   }
+  const wasRunning = run.history.some((p) => p.phase === "running")
+  const stopAt = run.history.find((p) => p.phase === "stopping")?.at
+  // An automatic drain delay applies when there is one: not when the quit event came while starting.
+  const auto = run.program.routing !== null && d.stopping > d.fired
   const seen: Seen = {
     run,
     report,
-    d,
+    // With an automatic drain delay, its end is when phase `stopping` began;
+    // the deadlines stay where the maximum puts them.
+    d: auto && stopAt !== undefined ? { ...d, stopping: stopAt } : d,
     log,
     first,
     index: (e) => e === undefined ? -1 : log.indexOf(e),
     rows: new Map(report.rows.map((row) => [row.name, row])),
     end: run.endAt,
     graceful: report.ending === "graceful",
-    wasRunning: run.history.some((p) => p.phase === "running")
+    wasRunning
   }
   for (const invariant of [ending, cuts, order, named, readiness, counts]) invariant(seen, fail)
+  if (auto) automatic(seen, d, fail)
   return broken
 }
 
@@ -103,9 +113,11 @@ const refused = (run: Run, report: Report.Report, first: Seen["first"], fail: Fa
 const ending = ({ d, end, graceful, log, report, run, wasRunning }: Seen, fail: Fail) => {
   const o = run.options
   const delay = wasRunning ? Duration.toMillis(o.drainDelay) : 0
-  const fixed = [d.stopping - d.fired, d.drain - d.stopping, d.close - d.drain, d.shutdown - d.fired]
+  // The deadlines as fixed at the quit event (an automatic drain delay's maximum as `stopping`).
+  const at = run.deadlines ?? d
+  const fixed = [at.stopping - at.fired, at.drain - at.stopping, at.close - at.drain, at.shutdown - at.fired]
   const wanted = [delay, Duration.toMillis(o.drainTimeout), Duration.toMillis(o.closeTimeout), Duration.toMillis(o.shutdownTimeout)]
-  if (fixed.join() !== wanted.join()) fail(1, `deadlines ${JSON.stringify(d)} do not follow the options (${wanted.join(", ")})`)
+  if (fixed.join() !== wanted.join()) fail(1, `deadlines ${JSON.stringify(at)} do not follow the options (${wanted.join(", ")})`)
   if (end > d.shutdown) fail(1, `ended at ${end}, after the shutdown deadline ${d.shutdown}`)
   if (report.totalMillis !== end - d.fired) fail(1, `totalMillis ${report.totalMillis}, but it ran ${end - d.fired} ms`)
   const failures = log.filter((e) => e.what === "ended" && run.rec.units.get(e.name)?.failsApp === true)
@@ -363,4 +375,51 @@ const counts = ({ d, first, log, rows, run }: Seen, fail: Fail) => {
       if (said < lo || said > hi) fail(6, `${name}: the report says ${said} cut; the log shows ${lo} interrupted, ${hi} in flight at the cut (${lower}) or after`)
     }
   }
+}
+
+// ---- 8. an automatic drain delay -------------------------------------------------------------
+
+const WINDOW = 60_000
+
+/**
+ * Whether the rule's evidence is there at `t`, from what the balancers did
+ * up to `t` (before the listeners closed, if `beforeStop`): computed here from
+ * the driver's own record, not from the library's.
+ */
+const evidenceAt = (run: Run, fired: number, t: number, beforeStop: boolean): boolean => {
+  const routing = run.program.routing
+  if (routing === null) return false
+  const made = run.traffic.filter((x) => x.at <= t && (!beforeStop || !x.afterStop))
+  const lastRequest = Math.max(fired, ...made.filter((x) => x.prober === null && x.afterFire).map((x) => x.at))
+  if (t < lastRequest + routing.quiet) return false
+  return routing.probers.every((_, i) => {
+    const probes = made.filter((x) => x.prober === i)
+    if (probes.filter((x) => x.at > t - WINDOW).length < 2) return true
+    return probes.filter((x) => x.afterFire && x.status === 503).length >= routing.notReady
+  })
+}
+
+const automatic = ({ end, report, run }: Seen, d: Quit.Deadlines, fail: Fail) => {
+  const routing = run.program.routing
+  if (routing === null) return
+  const stop = run.history.find((p) => p.phase === "stopping")?.at
+  if (stop === undefined) return // named by 5 if the run went past the maximum
+  const min = d.fired + routing.min
+  if (stop < min) fail(8, `the listeners closed at ${stop}, before the minimum ${min}`)
+  if (stop > d.stopping) fail(8, `the listeners closed at ${stop}, after the maximum ${d.stopping}`)
+  const held = evidenceAt(run, d.fired, stop, true)
+  if (stop < d.stopping && !held) fail(8, `the listeners closed at ${stop}, before the maximum ${d.stopping}, with the evidence missing`)
+  // The first instant: the minimum, a probe, the end of a quiet period, a prober leaving the window.
+  const candidates = new Set([min, ...run.traffic.map((x) => x.at), ...run.traffic.map((x) => x.at + routing.quiet), ...run.traffic.map((x) => x.at + WINDOW)])
+  for (const t of candidates) {
+    if (t >= min && t < stop && t <= end && evidenceAt(run, d.fired, t, false)) {
+      fail(8, `the evidence was there at ${t}, but the listeners closed only at ${stop}`)
+      break
+    }
+  }
+  const said = report.drainDelay
+  if (said === undefined) return fail(8, "the report does not say how the drain delay ended")
+  if (said.millis !== stop - d.fired) fail(8, `the report says the drain delay lasted ${said.millis} ms; it lasted ${stop - d.fired}`)
+  const by = held ? "evidence" : stop >= d.stopping ? "maximum" : "program"
+  if (said.by !== by) fail(8, `the report says it ended by ${said.by}; the evidence ${held ? "was" : "was not"} there`)
 }

@@ -78,8 +78,24 @@ export interface Timings {
   readonly closeTimeout: number | null
 }
 
+/**
+ * An automatic drain delay (`DRAIN_DELAY=auto`, its maximum the program's
+ * `drainDelay`) and what the balancers do meanwhile: probers of readiness,
+ * each from `from` every `every` ms, falling silent `silentAfter` ms after
+ * the signal (null: never); requests routed here, ms after the signal.
+ */
+export interface Routing {
+  readonly min: number
+  readonly notReady: number
+  readonly quiet: number
+  readonly probers: ReadonlyArray<{ readonly from: number; readonly every: number; readonly silentAfter: number | null }>
+  readonly requests: ReadonlyArray<number>
+}
+
 export interface Program {
   readonly timings: Timings
+  /** Null: a fixed drain delay. */
+  readonly routing: Routing | null
   readonly components: ReadonlyArray<Component>
   /** When `Quit.fire(Quit.signal("SIGTERM"))` is called; none for a program refused with `InvalidOption`. */
   readonly signalAt: number | null
@@ -171,12 +187,34 @@ const invalid = fc.constantFrom<Invalid>(
   "stop func timeout"
 )
 
-const faulty: fc.Arbitrary<Program> = fc.record({
-  timings,
-  components: fc.array(component, { minLength: 1, maxLength: 12 }),
-  signalAt: weighted([1, fc.integer({ min: 0, max: 500 })], [3, fc.integer({ min: 0, max: 8000 })]),
-  secondAfter: orNull(fc.integer({ min: 0, max: 1100 }), 2)
-})
+const routing = (delay: number): fc.Arbitrary<Routing | null> =>
+  delay === 0 ? fc.constant(null) : orNull(
+    fc.record({
+      min: fc.integer({ min: 0, max: delay }),
+      notReady: fc.integer({ min: 1, max: 4 }),
+      quiet: fc.integer({ min: 0, max: delay }),
+      probers: fc.array(
+        fc.record({
+          from: fc.integer({ min: 0, max: 3000 }),
+          every: fc.integer({ min: 50, max: 2000 }),
+          silentAfter: orNull(fc.integer({ min: 0, max: delay }), 3)
+        }),
+        { maxLength: 3 }
+      ),
+      requests: fc.array(fc.integer({ min: 0, max: delay }), { maxLength: 6 })
+    }),
+    2
+  )
+
+const faulty: fc.Arbitrary<Program> = timings.chain((t) =>
+  fc.record({
+    timings: fc.constant(t),
+    routing: routing(t.drainDelay),
+    components: fc.array(component, { minLength: 1, maxLength: 12 }),
+    signalAt: weighted([1, fc.integer({ min: 0, max: 500 })], [3, fc.integer({ min: 0, max: 8000 })]),
+    secondAfter: orNull(fc.integer({ min: 0, max: 1100 }), 2)
+  })
+)
 
 const calmUnit = <U extends Unit>(u: U): U => ({ ...u, millis: u.millis === "never" ? 1000 : u.millis, ignoresInterrupt: false })
 const calmClose = (c: Close): Close => ({
@@ -210,6 +248,13 @@ const gridClose = (c: Close): Close => ({ ...c, millis: Math.max(1, down(c.milli
  * Rounding the shutdown timeout up and the others down keeps the budget.
  */
 const onGrid = (program: Program): Program => ({
+  routing: program.routing === null ? null : {
+    ...program.routing,
+    min: down(program.routing.min, 100),
+    quiet: down(program.routing.quiet, 100),
+    probers: program.routing.probers.map((p) => ({ from: down(p.from, 100), every: up(p.every, 100), silentAfter: grid(p.silentAfter, 100) })),
+    requests: program.routing.requests.map((r) => down(r, 100))
+  },
   timings: {
     shutdownTimeout: up(program.timings.shutdownTimeout, 100),
     drainDelay: down(program.timings.drainDelay, 100),

@@ -30,11 +30,27 @@ export interface Run {
   readonly signalSent: number | undefined
   readonly secondSent: number | undefined
   readonly errors: ReadonlyArray<string>
+  /** With an automatic drain delay: every probe made (its status), every request routed, and whether the listeners had closed. */
+  readonly traffic: ReadonlyArray<Traffic>
 }
 
-export const input = (t: P.Timings): Options.Input => ({
+/** One probe or request of the balancers, as the driver made it. */
+export interface Traffic {
+  readonly at: number
+  /** The prober's index; null: a request. */
+  readonly prober: number | null
+  readonly status: number
+  /** The quit event had fired. */
+  readonly afterFire: boolean
+  /** Phase `stopping` had begun (the listeners had closed). */
+  readonly afterStop: boolean
+}
+
+export const input = (t: P.Timings, routing: P.Routing | null = null): Options.Input => ({
   shutdownTimeout: t.shutdownTimeout,
-  drainDelay: t.drainDelay,
+  drainDelay: routing === null
+    ? t.drainDelay
+    : { auto: { min: routing.min, max: t.drainDelay, notReady: routing.notReady, quiet: routing.quiet } },
   ...(t.drainTimeout === null ? {} : { drainTimeout: t.drainTimeout }),
   ...(t.closeTimeout === null ? {} : { closeTimeout: t.closeTimeout })
 })
@@ -50,7 +66,7 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
     errors.push(parts.map((part) => typeof part === "string" ? part : String(part)).join(" "))
   })
   return Effect.gen(function*() {
-    const quit = yield* Effect.orDie(Quit.make(input(program.timings), { phase: "starting" }))
+    const quit = yield* Effect.orDie(Quit.make(input(program.timings, program.routing), { phase: "starting" }))
     const options = implOf(quit).options
     const rec = new Recorder()
     const shutdown = Duration.toMillis(options.shutdownTimeout)
@@ -90,6 +106,56 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
             counts.push({ at, index: rec.events.length, counts: seen })
           })
       )
+      const traffic: Array<Traffic> = []
+      const probe = yield* Health.handler()
+      const routing = program.routing
+      // The instants at which the balancers probe or route a request, from `t` on.
+      const nextTraffic = (t: number): number => {
+        if (routing === null) return Infinity
+        let next = Infinity
+        for (const p of routing.probers) {
+          const until = p.silentAfter === null || signalSent === undefined ? Infinity : signalSent + p.silentAfter
+          const k = Math.max(0, Math.ceil((t - p.from) / p.every))
+          const at = p.from + k * p.every
+          if (at <= until) next = Math.min(next, at)
+        }
+        if (signalSent !== undefined) for (const r of routing.requests) if (signalSent + r >= t) next = Math.min(next, signalSent + r)
+        return next
+      }
+      // What is due at `t` and not made yet: requests first, then probes, in one go.
+      const made = new Set<string>()
+      const drive = (t: number) =>
+        Effect.sync(() => {
+          if (routing === null) return
+          const state = () => ({ afterFire: quitImpl.hasFired(), afterStop: quitImpl.isAtLeast("stopping") })
+          const sent = signalSent
+          if (sent !== undefined) {
+            routing.requests.forEach((r, i) => {
+              if (sent + r !== t || made.has(`r${i}`)) return
+              made.add(`r${i}`)
+              quitImpl.routing.request(t)
+              traffic.push({ at: t, prober: null, status: 200, ...state() })
+            })
+          }
+          routing.probers.forEach((p, i) => {
+            const until = p.silentAfter === null || sent === undefined ? Infinity : sent + p.silentAfter
+            if (t < p.from || (t - p.from) % p.every !== 0 || t > until || made.has(`p${i}@${t}`)) return
+            made.add(`p${i}@${t}`)
+            const before = state()
+            let status = 0
+            probe({ method: "GET", url: "/readyz", headers: { "user-agent": `prober ${i}` }, socket: { remoteAddress: "10.0.0.1" } }, {
+              set statusCode(code: number) {
+                status = code
+              },
+              get statusCode() {
+                return status
+              },
+              setHeader: () => undefined,
+              end: () => undefined
+            })
+            traffic.push({ at: t, prober: i, status, ...before })
+          })
+        })
       const settle = Effect.gen(function*() {
         for (let i = 0; i < 5 && running.pollUnsafe() === undefined; i++) yield* Effect.yieldNow
       })
@@ -102,7 +168,7 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
           : fired + Math.max(1, Math.floor((program.secondAfter * shutdown) / 1000))
         const limit = fired === undefined ? giveUpAt : Math.min(giveUpAt, fired + shutdown)
         if (t > limit) break
-        const targets = [t + step, limit + 1]
+        const targets = [t + step, limit + 1, nextTraffic(t + 1)]
         if (program.signalAt !== null && signalSent === undefined) targets.push(program.signalAt)
         if (secondSent === undefined) targets.push(secondAt)
         const next = Math.max(t, Math.min(...targets))
@@ -114,6 +180,8 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
           signalSent = next
           yield* sample
         }
+        yield* drive(next)
+        yield* settle
         if (secondSent === undefined && next >= secondAt && running.pollUnsafe() === undefined) {
           impl.force("SIGTERM")
           secondSent = next
@@ -136,7 +204,8 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
         counts,
         signalSent,
         secondSent,
-        errors
+        errors,
+        traffic
       }
       return run
     }).pipe(Effect.provideService(Quit.Quit, quit))

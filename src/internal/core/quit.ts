@@ -65,6 +65,7 @@ export class QuitImpl implements Service {
   #firing: Firing = { _tag: "Waiting" }
   readonly #fired = Deferred.makeUnsafe<Fired>()
   readonly #forced = Deferred.makeUnsafe<NodeJS.Signals>()
+  readonly #stopping = Deferred.makeUnsafe<void>()
   /** A failure was seen: the exit code is 1, whatever fired the quit event. */
   failed = false
   readonly stopFuncs: Array<Registered> = []
@@ -121,9 +122,22 @@ export class QuitImpl implements Service {
     })
   }
 
-  /** Completes at the end of the drain delay (phase `stopping`); at once if the quit event has not fired. */
+  /**
+   * Completes at the end of the drain delay — when `sequence.beginStopping`
+   * ran, or at the `stopping` deadline (its maximum) all the same; at once if
+   * the quit event has not fired.
+   */
   get awaitStopping(): Effect.Effect<void> {
-    return Effect.suspend(() => this.#firing._tag === "Fired" ? this.phases.reached("stopping") : Effect.void)
+    return Effect.suspend(() => {
+      const firing = this.#firing
+      if (firing._tag === "Waiting") return Effect.void
+      return Effect.raceFirst(Deferred.await(this.#stopping), this.sleepUntil(firing.deadlines.stopping))
+    })
+  }
+
+  /** The drain delay has ended: called once, by `sequence.beginStopping`. */
+  markStopping(): void {
+    Deferred.doneUnsafe(this.#stopping, Exit.void)
   }
 
   /** Time left until `deadline`; before the quit event, the whole span as if it fired now. */

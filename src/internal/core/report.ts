@@ -22,9 +22,14 @@ export interface Row {
 /** @internal */
 export type Ending = "completed" | "failed" | "graceful" | "deadline" | "forced"
 
-/** How an automatic drain delay ended: on evidence, or at its maximum; after `millis` from the quit event. @internal */
+/**
+ * How an automatic drain delay ended: on evidence, at its maximum, or
+ * because the program ended by itself; after `millis` from the quit event.
+ *
+ * @internal
+ */
 export interface DrainDelayEnd {
-  readonly by: "evidence" | "maximum"
+  readonly by: "evidence" | "maximum" | "program"
   readonly millis: number
   /** What was seen, or what was still missing at the maximum. */
   readonly evidence: string

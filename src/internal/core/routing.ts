@@ -128,7 +128,9 @@ export class Routing {
     const min = fired + Duration.toMillis(auto.min)
     if (pending.length > 0) {
       const missing = pending.map((prober) => `${describe(prober)} answered not ready ${prober.notReady} of ${auto.notReady} times`)
-      return { _tag: "Wait", until: Infinity, missing: missing.join("; ") }
+      // A probe may change this; so may a pending prober's probes leaving the window.
+      const leaves = Math.min(...pending.map((prober) => (prober.times.at(-2) ?? now) + WINDOW_MILLIS))
+      return { _tag: "Wait", until: leaves, missing: missing.join("; ") }
     }
     const seen = probers.length === 0
       ? "no prober"
@@ -162,10 +164,26 @@ export class Routing {
 }
 
 /**
+ * How the delay ends if it ends at `now`: on evidence if the rule says so,
+ * else at its maximum if that has come, else because the program ended by
+ * itself (nothing is left to serve); the verdict while it goes on.
+ *
+ * @internal
+ */
+export const endingAt = (routing: Routing, auto: Auto, fired: number, max: number, now: number, programEnded: boolean): Ended | Verdict => {
+  const verdict = routing.evaluate(auto, fired, now)
+  if (verdict._tag === "End") return { by: "evidence", millis: now - fired, evidence: verdict.evidence }
+  if (now >= max) return { by: "maximum", millis: now - fired, evidence: `still missing: ${verdict.missing}` }
+  if (programEnded) return { by: "program", millis: now - fired, evidence: `the program ended; still missing: ${verdict.missing}` }
+  return verdict
+}
+
+/**
  * Waits, from the quit event at `fired`, until the rule of `auto` says the
  * routing here has stopped or `max` (an instant) comes; says which ended it.
  * Event-driven: it wakes at a probe, or when time alone could change the
- * verdict (the minimum, the end of a quiet period), never on a poll.
+ * verdict (the minimum, the end of a quiet period, a prober leaving the
+ * window), never on a poll.
  *
  * @internal
  */
@@ -178,10 +196,9 @@ export const awaitEvidence = (
 ): Effect.Effect<Ended> => {
   const loop: Effect.Effect<Ended> = Effect.suspend(() => {
     const now = clock.now()
-    const verdict = routing.evaluate(auto, fired, now)
-    if (verdict._tag === "End") return Effect.succeed({ by: "evidence", millis: now - fired, evidence: verdict.evidence })
-    if (now >= max) return Effect.succeed({ by: "maximum", millis: now - fired, evidence: `still missing: ${verdict.missing}` })
-    const wake = Math.min(verdict.until, max)
+    const ending = endingAt(routing, auto, fired, max, now, false)
+    if (!("_tag" in ending)) return Effect.succeed(ending)
+    const wake = ending._tag === "Wait" ? Math.min(ending.until, max) : max
     return Effect.andThen(Effect.raceFirst(clock.sleepUntil(wake), routing.nextProbe), loop)
   })
   return loop

@@ -120,17 +120,20 @@ const keep = (quit: QuitImpl, deadlines: deadlines_.Deadlines): Effect.Effect<vo
 const endOfDelay = (quit: QuitImpl, deadlines: deadlines_.Deadlines): Effect.Effect<void> => {
   const mode = quit.options.drainDelayMode
   if (mode._tag === "Fixed" || deadlines.stopping <= deadlines.fired) return quit.sleepUntil(deadlines.stopping)
-  return routing_.awaitEvidence(quit.routing, mode, deadlines.fired, deadlines.stopping, quit.clock).pipe(
-    Effect.tap((ended) =>
-      Effect.sync(() => quit.routing.end(ended)).pipe(
-        Effect.andThen(Effect.logInfo(
-          `drain delay ended after ${Duration.format(Duration.millis(ended.millis))}, ${
-            ended.by === "maximum" ? "its maximum" : "on evidence"
-          }: ${ended.evidence}`
-        ))
-      )
-    )
-  )
+  return Effect.asVoid(routing_.awaitEvidence(quit.routing, mode, deadlines.fired, deadlines.stopping, quit.clock))
+}
+
+// With an automatic drain delay, what ended it: recorded and logged once,
+// whoever ends it (the evidence, the maximum, or the program ending by itself).
+const noteEndOfDelay = (quit: QuitImpl): void => {
+  const mode = quit.options.drainDelayMode
+  const deadlines = quit.deadlines
+  if (mode._tag === "Fixed" || deadlines === undefined || deadlines.stopping <= deadlines.fired) return
+  const ending = routing_.endingAt(quit.routing, mode, deadlines.fired, deadlines.stopping, quit.now(), true)
+  if ("_tag" in ending) return
+  quit.routing.end(ending)
+  const how = ending.by === "evidence" ? "on evidence" : ending.by === "maximum" ? "at its maximum" : "as the program ended"
+  quit.fork(Effect.logInfo(`drain delay ended after ${Duration.format(Duration.millis(ending.millis))}, ${how}: ${ending.evidence}`))
 }
 
 /**
@@ -139,6 +142,8 @@ const endOfDelay = (quit: QuitImpl, deadlines: deadlines_.Deadlines): Effect.Eff
  */
 export const beginStopping = (quit: QuitImpl): void => {
   if (!quit.setPhase("stopping")) return
+  noteEndOfDelay(quit)
+  quit.markStopping()
   quit.registry.call("stopping", (entry, error) => logDefect(quit, `${entry.label}: stopping failed`, error))
   startStopFuncs(quit)
 }
