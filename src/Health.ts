@@ -195,7 +195,7 @@ export const markReady: Effect.Effect<void, never, Quit.Quit> = Effect.flatMap(c
  * @since 0.1.0
  */
 export const handler = (options: ProbeOptions = {}): Effect.Effect<Handler, never, Quit.Quit> =>
-  Effect.map(current, (quit) => probes.makeHandler(quit, options))
+  Effect.flatMap(current, (quit) => probes.makeHandler(quit, options))
 
 /**
  * Options of the standalone health server: where it listens, and its probes.
@@ -241,7 +241,7 @@ export const layer = (options: Options = {}): Layer.Layer<Server, BindError, Qui
   Layer.effect(Server, Effect.gen(function*() {
     const quit = yield* current
     const { detail, livenessPath, metrics, readinessPath, ...listenOptions } = options
-    const answer = probes.makeHandler(quit, { detail, livenessPath, metrics, readinessPath })
+    const answer = yield* probes.makeHandler(quit, { detail, livenessPath, metrics, readinessPath })
     const server = Http.createServer((request, response) => {
       if (!answer(request, response)) response.writeHead(404, { "content-length": 0 }).end()
     })

@@ -5,7 +5,8 @@
  *
  * @internal
  */
-import { PrometheusMetrics } from "effect/observability"
+import { Effect } from "effect"
+import type { PrometheusMetrics } from "effect/observability"
 import type { QuitImpl } from "../core/quit.ts"
 import type { Verdict } from "../core/readiness.ts"
 
@@ -111,8 +112,22 @@ const answer = (response: Reply, method: string | undefined, status: number, bod
 
 const notReady = (reasons: Verdict, detail: boolean) => detail ? `not ready\n${reasons.map((reason) => `${reason}\n`).join("")}` : "not ready\n"
 
-/** @internal */
-export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler => {
+/**
+ * The probes' handler. `effect/observability` (it loads Effect's HTTP client
+ * for OTLP) is imported only when the metrics are served: a program starts
+ * without it otherwise.
+ *
+ * @internal
+ */
+export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Effect.Effect<Handler> =>
+  options.metrics === undefined || options.metrics === false
+    ? Effect.sync(() => handlerWith(quit, options, undefined))
+    : Effect.map(
+      Effect.promise(() => import("effect/observability")),
+      ({ PrometheusMetrics }) => handlerWith(quit, options, PrometheusMetrics)
+    )
+
+const handlerWith = (quit: QuitImpl, options: ProbeOptions, prometheus: typeof PrometheusMetrics | undefined): Handler => {
   const readiness = options.readinessPath ?? "/readyz"
   const liveness = options.livenessPath ?? "/livez"
   const detail = options.detail === true
@@ -137,8 +152,8 @@ export const makeHandler = (quit: QuitImpl, options: ProbeOptions = {}): Handler
       answer(response, request.method, 200, "alive\n")
       return true
     }
-    if (path === metrics) {
-      answer(response, request.method, 200, PrometheusMetrics.formatUnsafe(quit.context), PROMETHEUS)
+    if (path === metrics && prometheus !== undefined) {
+      answer(response, request.method, 200, prometheus.formatUnsafe(quit.context), PROMETHEUS)
       return true
     }
     return false

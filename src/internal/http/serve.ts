@@ -66,8 +66,8 @@ export const connectionsOf = (quit: QuitImpl, server: NodeServer, controller: Ab
   )
 
 /** The probes a server answers itself, if it answers any. @internal */
-export const intercept = (quit: QuitImpl, health: Options["health"]) =>
-  health === undefined || health === false ? undefined : probes.makeHandler(quit, health === true ? {} : health)
+export const intercept = (quit: QuitImpl, health: Options["health"]): Effect.Effect<probes.Handler | undefined> =>
+  health === undefined || health === false ? Effect.succeed(undefined) : probes.makeHandler(quit, health === true ? {} : health)
 
 /** The options left for `listen`. @internal */
 export const listenOptions = <O extends Options>(options: O) => {
@@ -178,8 +178,9 @@ export const serveNode = <O extends Options & Net.ListenOptions>(
   steps: (connections: Connections) => Partial<Steps> = () => ({})
 ): Effect.Effect<Served, BindError | InvalidOption, Scope.Scope> =>
   Effect.gen(function*() {
+    const answer = yield* intercept(quit, options.health)
     const connections = connectionsOf(quit, server, controller, own)
-    connections.adopt(intercept(quit, options.health))
+    connections.adopt(answer)
     yield* listen(server, listenOptions(options), options.name ?? "http")
     const group = yield* drainOnClose(quit, connections, options, {
       cut: Effect.sync(() => connections.cut()),
