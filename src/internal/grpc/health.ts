@@ -14,6 +14,16 @@ const isServerStreaming = (
 ): handler is grpc.handleServerStreamingCall<unknown, unknown> => handler.length === 1
 const isUnary = (handler: grpc.UntypedHandleCall): handler is grpc.handleUnaryCall<unknown, unknown> => handler.length === 2
 
+const isServing = (value: unknown): boolean =>
+  typeof value === "object" && value !== null && "status" in value && value.status === "SERVING"
+
+// `ipv4:10.0.0.5:43210` → `10.0.0.5`: a prober's calls come from ever new ports.
+const peerAddress = (peer: string): string => {
+  const address = peer.replace(/^ipv[46]:/, "")
+  const port = address.lastIndexOf(":")
+  return (port === -1 ? address : address.slice(0, port)).replace(/^\[(.*)\]$/, "$1")
+}
+
 /**
  * The standard `grpc.health.v1` service, with statuses that follow the server:
  * NOT_SERVING while starting, SERVING while running (unless a service was set
@@ -37,8 +47,16 @@ export class Health {
   /** Asked before every Check is answered: is the program ready beyond its phase. */
   readonly #readiness: (then: (ready: boolean) => void) => void
 
-  constructor(services: ReadonlyArray<string>, readiness: (then: (ready: boolean) => void) => void) {
+  /** Hears each Check answered: who asked (`ipv4:10.0.0.5`), and whether the answer was SERVING. */
+  readonly #checked: (peer: string, serving: boolean) => void
+
+  constructor(
+    services: ReadonlyArray<string>,
+    readiness: (then: (ready: boolean) => void) => void,
+    checked: (peer: string, serving: boolean) => void = () => {}
+  ) {
     this.#readiness = readiness
+    this.#checked = checked
     // "" is the whole server, as grpc.health.v1 defines it.
     for (const service of ["", ...services]) this.#current.set(service, "NOT_SERVING")
     this.#implementation = new HealthImplementation(Object.fromEntries(this.#current))
@@ -55,7 +73,12 @@ export class Health {
         server.addService(definition, {
           ...implementation,
           check: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
-            this.refresh(() => check(call, callback)),
+            this.refresh(() =>
+              check(call, (error, value) => {
+                callback(error, value)
+                this.#checked(peerAddress(call.getPeer()), isServing(value))
+              })
+            ),
           watch: (stream: grpc.ServerWritableStream<unknown, unknown>) => {
             this.#watches.add(stream)
             stream.once("cancelled", () => this.#watches.delete(stream))

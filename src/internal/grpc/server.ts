@@ -207,7 +207,12 @@ export const serve = <R>(
     // Checked before anything is acquired.
     yield* groups.timeouts(quit, name, options)
     const { host, port } = yield* settings(options)
-    const health = new Health(options.services.map((service) => service.name), (then) => quit.readiness.readyThen(then))
+    const health = new Health(
+      options.services.map((service) => service.name),
+      (then) => quit.readiness.readyThen(then),
+      // Probers of gRPC health, as of HTTP readiness: for an automatic drain delay.
+      (peer, serving) => quit.routing.probe(`${peer} (gRPC health)`, serving, quit.now())
+    )
     // The program's mark, told to Watch streams as it changes; checks are run when a Check asks.
     const unlisten = quit.readiness.onMark(() => health.refresh())
     yield* Effect.addFinalizer(() => Effect.sync(unlisten))
@@ -270,7 +275,11 @@ export const serve = <R>(
       name: group.name,
       context: yield* Effect.context<R>(),
       // Counted in the call's own fiber, which the cut interrupts whole.
-      track: (unit) => inFlight.track(unit),
+      // From the quit event, each call is evidence that routing here goes on.
+      track: (unit) => {
+        if (quit.hasFired()) quit.routing.request(quit.now())
+        return inFlight.track(unit)
+      },
       closing: group.closing,
       isStopping: () => stopping
     })
