@@ -73,8 +73,9 @@ describe("DRAIN_DELAY=auto: the setting", () => {
       assert.strictEqual(count.variable, "drainDelay option")
       assert.match(count.reason, /notReady must be a whole number/)
       const tooLong = yield* Effect.flip(Options.load().pipe(withEnv({ DRAIN_DELAY: "auto 1s..40s" })))
-      assert.strictEqual(tooLong.variable, "DRAIN_DELAY")
-      assert.match(tooLong.reason, /must be shorter than SHUTDOWN_TIMEOUT/)
+      assert.strictEqual(tooLong.message, `DRAIN_DELAY="auto 1s..40s": its maximum 40s must be shorter than SHUTDOWN_TIMEOUT (30s, the default)`)
+      const fills = yield* Effect.flip(Options.fromCode({ drainDelay: "auto 1s..20s", drainTimeout: "10s" }))
+      assert.match(fills.message, /^drainDelay option="auto 1s\.\.20s": the budget counts its maximum: DRAIN_DELAY \(20s, the drainDelay option\) \+ DRAIN_TIMEOUT/)
     }))
 })
 

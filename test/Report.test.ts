@@ -37,6 +37,21 @@ describe("Report", () => {
     )
   })
 
+  it("says how an automatic drain delay ended, in the title", () => {
+    const title = Report.format({
+      ...report,
+      rows: [],
+      drainDelay: { by: "evidence", millis: 1250, evidence: "its prober answered not ready 3 times (10.0.0.5 (every 500ms)); no request for 500ms" }
+    })
+    assert.strictEqual(
+      title,
+      "shutdown report: SIGTERM, graceful, exit 1, 507 ms; drain delay 1250 ms, ended on evidence: " +
+        "its prober answered not ready 3 times (10.0.0.5 (every 500ms)); no request for 500ms"
+    )
+    const atMaximum = Report.format({ ...report, rows: [], drainDelay: { by: "maximum", millis: 10_000, evidence: "still missing: x" } })
+    assert.match(atMaximum, /; drain delay 10000 ms, ended at its maximum: still missing: x$/)
+  })
+
   it.effect("logs text as one warning when the exit code is not 0, JSON as a line per row and a summary", () => {
     const { logs, provide } = captureLogs()
     return Effect.gen(function*() {

@@ -8,6 +8,7 @@ import { afterEach, assert, describe, it } from "@effect/vitest"
 import { request } from "node:http"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { connect } from "../support/http.ts"
 import { type Child, start } from "./harness.ts"
 import { tempDir } from "../support/temp.ts"
 
@@ -43,6 +44,27 @@ describe("the example service", () => {
       assert.match(output, new RegExp(`\\n  ${name}\\s+${kind}\\s+done`), `${name} closed`)
     }
     assert.match(output, /api\s+http\s+done\s+\d+\s+1 → 0/)
+  })
+
+  it("DRAIN_DELAY=auto: after a real SIGTERM the listeners close once the prober has had 3 not-ready answers, logged and reported", async () => {
+    child = start(main, { ...env(), DRAIN_DELAY: "auto 200ms..20s" })
+    await child.waitFor(/example service listening/)
+    const [, api] = /api=(\d+)/.exec(child.output())!.map(Number)
+    const probe = () => get(api!, "/readyz")
+    const listening = () => connect(api!)
+    assert.strictEqual((await probe()).status, 200)
+    assert.strictEqual((await probe()).status, 200)
+    child.signal("SIGTERM")
+    await child.waitFor(/quit event \(SIGTERM\): draining; listeners close once routing here has stopped, between 200ms and 20s/)
+    assert.strictEqual((await probe()).status, 503)
+    assert.strictEqual((await probe()).status, 503)
+    assert.strictEqual(await listening(), "connected", "2 not-ready answers of 3: still listening")
+    assert.strictEqual((await probe()).status, 503)
+    await child.waitFor(/drain delay ended after .*, on evidence: its prober answered not ready 3 times \(127\.0\.0\.1 \(every /)
+    assert.strictEqual(await listening(), "ECONNREFUSED")
+    const { code } = await child.exited()
+    assert.strictEqual(code, 0, child.output())
+    assert.match(child.output(), /shutdown report: SIGTERM, graceful, exit 0, \d+ ms; drain delay \d+ ms, ended on evidence: /)
   })
 
   it("HOST binds every port it opens, the health port too", async () => {

@@ -348,7 +348,16 @@ export const load = (input: Input = {}): Effect.Effect<Options, InvalidOption> =
       closeTimeout: yield* given("closeTimeout", input),
       shutdownTimeout: yield* given("shutdownTimeout", input)
     }
-    const timings = yield* Effect.fromResult(budget(set))
+    const timings = yield* Effect.fromResult(budget(set)).pipe(Effect.mapError((error) => {
+      // The budget counts an automatic drain delay's maximum: say so, in the words it was given in.
+      const mode = drainDelay.mode
+      if (mode._tag === "Fixed" || (error.variable !== VARIABLES.drainDelay && error.variable !== "drainDelay option")) return error
+      return new InvalidOption({
+        variable: error.variable,
+        value: `auto ${D.format(mode.min)}..${error.value}`,
+        reason: error.reason.startsWith("must") ? `its maximum ${error.value} ${error.reason}` : `the budget counts its maximum: ${error.reason}`
+      })
+    }))
     const code = input.signals
     const fromCode = code === undefined ? undefined : yield* Effect.fromResult(
       Result.mapError(

@@ -59,7 +59,8 @@ export interface Probe {
 /** Who sent a probe: its address and user agent (a balancer probes from one address, with one agent). @internal */
 export const proberOf = (request: Probe): string => {
   const agent = request.headers?.["user-agent"]
-  const address = request.socket?.remoteAddress ?? "unknown address"
+  // An IPv4 client of a dual-stack listener is `::ffff:10.0.0.5`: one prober, whichever way it came.
+  const address = (request.socket?.remoteAddress ?? "unknown address").replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, "$1")
   return agent === undefined || agent === "" ? address : `${address} "${agent.length > 60 ? agent.slice(0, 60) : agent}"`
 }
 
