@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Duration, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import * as NodeHttp from "node:http"
+import * as Net from "node:net"
 import * as Http from "../src/Http.ts"
 import { Options, Quit } from "../src/index.ts"
 import { awaitPhase, get, launch, portOf, withQuit } from "./support/http.ts"
@@ -134,6 +135,32 @@ describe("DRAIN_DELAY=auto: when the listeners close (TestClock)", () => {
       yield* after(30_000)
       const report = yield* Fiber.join(run)
       assert.deepInclude(report.drainDelay, { by: "evidence", millis: 1400, evidence: "no prober; no request for 500ms" })
+    }), { drainDelay: "auto 1s..10s" }))
+
+  it.effect("a connection upgraded during the delay (a WebSocket) is a request routed here", () =>
+    withQuit(Effect.gen(function*() {
+      const server = NodeHttp.createServer((_req, res) => res.end("hello"))
+      server.on("upgrade", (_req, socket: Net.Socket) => socket.end("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
+      const run = yield* launch(Http.layerNode(() => server, listenOn))
+      yield* awaitPhase("running")
+      yield* Quit.fire("test")
+      yield* after(900)
+      const head = yield* Effect.promise(() =>
+        new Promise<string>((resolve) => {
+          const socket = Net.connect(portOf(server), "127.0.0.1", () =>
+            socket.write("GET /socket HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
+          let received = ""
+          socket.on("data", (chunk) => received += chunk.toString("latin1"))
+          socket.on("close", () => resolve(received))
+        })
+      )
+      assert.match(head, /^HTTP\/1\.1 101/)
+      yield* after(499)
+      assert.isTrue(server.listening, "upgraded 499 ms ago")
+      yield* after(1)
+      assert.isFalse(server.listening)
+      yield* after(30_000)
+      yield* Fiber.join(run)
     }), { drainDelay: "auto 1s..10s" }))
 
   it.effect("evidence complete before the minimum: closed at the minimum, not sooner", () =>

@@ -226,6 +226,7 @@ export class Connections {
   // The app answers these itself; a request that must not run (see
   // `Connection.admits`) cannot be held back here, so it is counted as any.
   #continue(request: Request, response: Response): void {
+    if (this.#ending) this.#routed()
     const http1 = request.httpVersionMajor === 1
     if (http1) this.#admit(request.socket, response as Http.ServerResponse)
     this.#start(response, http1)
@@ -242,6 +243,7 @@ export class Connections {
   }
 
   #upgraded(socket: Duplex): void {
+    if (this.#ending) this.#routed()
     const connection = Connection.of(socket as Net.Socket)
     const inFlight = this.#inFlight
     inFlight?.add()
