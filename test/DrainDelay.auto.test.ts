@@ -30,6 +30,20 @@ const serve = Effect.gen(function*() {
 
 const after = (millis: number) => TestClock.adjust(Duration.millis(millis))
 
+// A prober every 100 ms: twice before the quit event, 3 times after it (not ready by 300 ms).
+const probedEvery100ms = Effect.gen(function*() {
+  const served = yield* serve
+  yield* served.probe
+  yield* after(100)
+  yield* served.probe
+  yield* Quit.fire("test")
+  for (const _ of [1, 2, 3]) {
+    yield* after(100)
+    yield* served.probe
+  }
+  return served
+})
+
 describe("DRAIN_DELAY=auto: the setting", () => {
   it.effect("auto: 1 s to 10 s, 3 not-ready answers, 500 ms quiet; the budget counts the maximum", () =>
     Effect.gen(function*() {
@@ -165,15 +179,7 @@ describe("DRAIN_DELAY=auto: when the listeners close (TestClock)", () => {
 
   it.effect("evidence complete before the minimum: closed at the minimum, not sooner", () =>
     withQuit(Effect.gen(function*() {
-      const { probe, run, server } = yield* serve
-      yield* probe
-      yield* after(100)
-      yield* probe
-      yield* Quit.fire("test")
-      for (const _ of [1, 2, 3]) {
-        yield* after(100)
-        yield* probe
-      }
+      const { run, server } = yield* probedEvery100ms
       yield* after(600)
       assert.isTrue(server.listening, "3 not-ready answers at 300 ms; the minimum is 1 s")
       yield* after(99)
@@ -208,15 +214,7 @@ describe("DRAIN_DELAY=auto: when the listeners close (TestClock)", () => {
 
   it.effect("a fixed drain delay is untouched: no evidence read, nothing in the report", () =>
     withQuit(Effect.gen(function*() {
-      const { probe, run, server } = yield* serve
-      yield* probe
-      yield* after(100)
-      yield* probe
-      yield* Quit.fire("test")
-      for (const _ of [1, 2, 3]) {
-        yield* after(100)
-        yield* probe
-      }
+      const { run, server } = yield* probedEvery100ms
       yield* after(1699)
       assert.isTrue(server.listening)
       yield* after(1)
