@@ -1,22 +1,36 @@
 /**
  * One job queue, three instances of the example service on it, one of them
- * killed every ~0.5 s — SIGTERM and SIGKILL in turn — and started again,
- * while jobs keep coming:
+ * killed every 0.5 s — SIGTERM and SIGKILL in turn — and started again as soon
+ * as it has exited, while jobs keep coming:
  *
  * - on PostgreSQL, each instance on a machine of its own (a network
  *   namespace joined to the host by a veth pair; the server on the host);
  * - on SQLite, three processes on one machine, one file.
  *
+ * Any instance whose signal handling is installed can be killed: while it
+ * starts (its layers being built — the database connected, the queue's tables
+ * made, the servers bound) as well as once it listens. A SIGTERM during the
+ * start is a case the library supports like any other (`Main.runMain`: what
+ * was acquired is released, exit 0 with the report); before `Main.runMain`
+ * installs its listeners, while Node still loads the program, a SIGTERM gets
+ * Node's default action, so the instances are preloaded with
+ * fixtures/signalsInstalled.ts, which says when that moment has come. The
+ * instances run with Node's compile cache (NODE_COMPILE_CACHE): started again,
+ * they load their modules compiled already, as a restarted service would.
+ *
  * The promise: 0 jobs lost, 0 committed twice (each done job has exactly one
  * row in `results`, written in the transaction that marks it done); every
  * SIGTERM exits 0 with its report. A SIGKILLed instance's claims come back
  * after its lease (2 s here). At the end the survivors finish every job.
+ * The cadence is measured, not asserted (kills per second, the gaps between
+ * kills), and so is where the kills landed (starting or working): both are in
+ * the figures.
  *
- * Root only (network namespaces). `npm test` runs a reduced version (~6 s,
- * a few hundred jobs); `npm run test:reliability` the full one (~20 s,
+ * Root only (network namespaces). `npm test` runs a reduced version (6 s of
+ * kills, a few hundred jobs); `npm run test:reliability` the full one (20 s,
  * thousands of jobs), recorded in results.md.
  */
-import { afterEach, assert, describe, it } from "@effect/vitest"
+import { afterAll, afterEach, assert, describe, it } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -40,25 +54,64 @@ afterEach(async () => {
 })
 
 const SECONDS = size(6, 20)
+/** The target: one kill every this many milliseconds, of any instance that can take it. */
+const PERIOD = 500
 /** At least this many kills (half of them SIGTERM), however long the instances take to start. */
 const MIN_KILLS = size(4, 20)
 const FIRST_JOBS = size(150, 1_000)
+/** Enqueued every PERIOD while the kills go on. */
 const JOBS_PER_TICK = size(15, 40)
 const env = { JOBS_LEASE: "2s", WORKERS: "4", JOB_MS: "30", DRAIN_TIMEOUT: "2s", SHUTDOWN_TIMEOUT: "4s", LOG_FORMAT: "json" }
 const results = (sql: SqlClient) =>
   sql`CREATE TABLE IF NOT EXISTS results (job BIGINT NOT NULL, pid INTEGER NOT NULL, done_at BIGINT NOT NULL)`
+
+/**
+ * Written by the preload fixtures/signalsInstalled.ts as `Main.runMain`
+ * installs its signal handling: from then on a SIGTERM, during the start as
+ * well, drains the instance and exits 0 with its report.
+ */
+const INSTALLED = "chaos: SIGTERM listener installed"
+const LISTENING = "example service listening"
+const preload = fileURLToPath(new URL("./fixtures/signalsInstalled.ts", import.meta.url))
+
+/**
+ * Node's compile cache for the instances (NODE_COMPILE_CACHE), shared by both
+ * tests: an instance started again loads its ~700 modules from it, already
+ * compiled and with their types stripped — what a service restarted by its
+ * orchestrator would want too.
+ */
+const compileCache = mkdtempSync(join(tmpdir(), "effect-graceful-compile-cache-"))
+afterAll(() => rmSync(compileCache, { recursive: true, force: true }))
+
+/** One start of an instance: when it was spawned, installed its signal handling, listened (ms on the test's clock). */
+interface Start {
+  readonly spawnedAt: number
+  installedAt: number | undefined
+  listeningAt: number | undefined
+}
 
 /** One instance of the example service, started again and again. */
 interface Instance {
   readonly index: number
   child: ChildProcess | undefined
   output: string
-  running: boolean
+  start: Start
   busy: boolean
 }
 
+/**
+ * Where a kill lands: `starting` once the instance's signal handling is in
+ * place but before it listens (its layers are being built: the database
+ * connected, the queue's tables made, the servers bound); `working` once it
+ * listens and takes jobs.
+ */
+type Moment = "starting" | "working"
+
 interface Kill {
   readonly signal: "SIGTERM" | "SIGKILL"
+  readonly moment: Moment
+  /** When it was sent, from the first instance able to take it. */
+  readonly atMs: number
   readonly code: number | null
   readonly elapsedMs: number
   /** SIGTERM: the report's ending and exit code, and its rows that were not `done`. */
@@ -105,9 +158,15 @@ const sqliteTally = (path: string) => (enqueued: number) => {
 }
 
 /**
- * Runs the chaos on `database` with instances started by `launch(index)`:
- * kills every ~0.5 s for `SECONDS`, enqueuing as it goes, then lets the
- * survivors finish and stops them with SIGTERM. Returns what happened.
+ * Runs the chaos on `database` with instances started by `launch(index)`.
+ * Every PERIOD, from the moment the first instance can take a SIGTERM, one
+ * instance is killed — SIGTERM and SIGKILL in turn — picked at random among
+ * those whose signal handling is installed and that are not being killed
+ * already; when none is, the kill waits for the first that is, and the
+ * schedule goes on from there (no burst to catch up). Each killed instance
+ * is started again as soon as it has exited. Jobs are enqueued every PERIOD
+ * meanwhile. After `SECONDS` (and at least MIN_KILLS kills) the survivors
+ * finish the jobs and are stopped with SIGTERM. Returns what happened.
  */
 const chaos = async (
   database: string,
@@ -118,15 +177,31 @@ const chaos = async (
     withStore(database, (jobs) => jobs.enqueue(Array.from({ length: n }, (_, i) => `job ${i}`)), results).then((ids) => ids.length)
   let enqueued = await enqueue(FIRST_JOBS)
   const kills: Array<Kill> = []
-  const instances: Array<Instance> = [0, 1, 2].map((index) => ({ index, child: undefined, output: "", running: false, busy: false }))
+  const starts: Array<Start> = []
+  // Wakes the schedule when an instance may have become able to take a kill.
+  let wake = () => {}
+  const changed = () => new Promise<void>((resolve) => wake = resolve)
+  const instances: Array<Instance> = [0, 1, 2].map((index) => ({
+    index,
+    child: undefined,
+    output: "",
+    start: { spawnedAt: 0, installedAt: undefined, listeningAt: undefined },
+    busy: false
+  }))
   const startInstance = (instance: Instance) => {
+    const start: Start = { spawnedAt: performance.now(), installedAt: undefined, listeningAt: undefined }
+    starts.push(start)
     const child = launch(instance.index)
     instance.child = child
     instance.output = ""
-    instance.running = false
+    instance.start = start
     const onData = (chunk: Buffer) => {
       instance.output += chunk.toString()
-      if (!instance.running && instance.output.includes("example service listening")) instance.running = true
+      if (start.installedAt === undefined && instance.output.includes(INSTALLED)) {
+        start.installedAt = performance.now()
+        wake()
+      }
+      if (start.listeningAt === undefined && instance.output.includes(LISTENING)) start.listeningAt = performance.now()
     }
     child.stdout!.on("data", onData)
     child.stderr!.on("data", onData)
@@ -136,9 +211,10 @@ const chaos = async (
     new Promise<number | null>((resolve) => child.exitCode !== null || child.signalCode !== null
       ? resolve(child.exitCode)
       : child.once("close", (code) => resolve(code)))
-  const killAndRestart = async (instance: Instance, signal: Kill["signal"]) => {
+  const killAndRestart = async (instance: Instance, signal: Kill["signal"], atMs: number) => {
     instance.busy = true
     const child = instance.child!
+    const moment: Moment = instance.start.listeningAt === undefined ? "starting" : "working"
     const sentAt = performance.now()
     child.kill(signal)
     const code = await exited(child)
@@ -147,6 +223,8 @@ const chaos = async (
       const report = shutdownReport(instance.output)
       kills.push({
         signal,
+        moment,
+        atMs,
         code,
         elapsedMs,
         report: {
@@ -155,38 +233,61 @@ const chaos = async (
           notDone: report.rows.filter((row) => row.outcome !== "done").map((row) => `${row.name}: ${row.outcome}`)
         }
       })
-    } else kills.push({ signal, code, elapsedMs })
+    } else kills.push({ signal, moment, atMs, code, elapsedMs })
     startInstance(instance)
     instance.busy = false
   }
+  const eligible = () => instances.filter((instance) => instance.start.installedAt !== undefined && !instance.busy)
 
   for (const instance of instances) startInstance(instance)
+  while (eligible().length === 0) await changed()
   const started = performance.now()
+  const elapsed = () => performance.now() - started
+
+  let enqueuing = true
+  const enqueuer = (async () => {
+    while (enqueuing) {
+      await sleep(PERIOD)
+      enqueued += await enqueue(JOBS_PER_TICK)
+    }
+  })()
+
   const pending: Array<Promise<void>> = []
   let turn = 0
-  while (performance.now() - started < SECONDS * 1_000 || turn < MIN_KILLS) {
-    await sleep(400 + Math.random() * 200)
-    enqueued += await enqueue(JOBS_PER_TICK)
-    const candidates = instances.filter((instance) => instance.running && !instance.busy)
-    const victim = candidates[Math.floor(Math.random() * candidates.length)]
-    if (victim === undefined) continue
-    pending.push(killAndRestart(victim, turn++ % 2 === 0 ? "SIGTERM" : "SIGKILL"))
+  let next = 0
+  while (elapsed() < SECONDS * 1_000 || turn < MIN_KILLS) {
+    if (next > elapsed()) await sleep(next - elapsed())
+    let candidates = eligible()
+    while (candidates.length === 0) {
+      await changed()
+      candidates = eligible()
+    }
+    const victim = candidates[Math.floor(Math.random() * candidates.length)]!
+    const atMs = elapsed()
+    pending.push(killAndRestart(victim, turn++ % 2 === 0 ? "SIGTERM" : "SIGKILL", atMs))
+    next = Math.max(next + PERIOD, atMs)
   }
+  const killPhaseMs = elapsed()
   await Promise.all(pending)
+  enqueuing = false
+  await enqueuer
+  const doneDuringKills = tally(enqueued).done
 
   // The survivors finish what is left, SIGKILLed claims included once their lease has passed.
   const deadline = performance.now() + 180_000
   while (tally(enqueued).done < enqueued && performance.now() < deadline) await sleep(100)
   const finalStops = await Promise.all(instances.map(async (instance) => {
-    while (!instance.running) await sleep(20)
+    while (instance.start.listeningAt === undefined) await sleep(20)
     const child = instance.child!
     child.kill("SIGTERM")
     return { code: await exited(child), report: shutdownReport(instance.output) }
   }))
-  return { enqueued, kills, finalStops, final: tally(enqueued) }
+  return { enqueued, kills, killPhaseMs, doneDuringKills, starts, finalStops, final: tally(enqueued) }
 }
 
-const check = (run: Awaited<ReturnType<typeof chaos>>) => {
+type Run = Awaited<ReturnType<typeof chaos>>
+
+const check = (run: Run) => {
   const { enqueued, final, finalStops, kills } = run
   assert.deepInclude(final, { total: enqueued, done: enqueued, claimed: 0, lost: 0, committedTwice: 0 }, JSON.stringify(final))
   const sigterms = kills.filter((kill) => kill.signal === "SIGTERM")
@@ -199,8 +300,36 @@ const check = (run: Awaited<ReturnType<typeof chaos>>) => {
   assert.isAtLeast(kills.filter((kill) => kill.signal === "SIGKILL").length, 2, JSON.stringify(kills))
 }
 
-const figures = (name: string, run: Awaited<ReturnType<typeof chaos>>) => {
+/** The gaps between consecutive kills, in ms. */
+const intervals = (kills: ReadonlyArray<Kill>) => {
+  const at = kills.map((kill) => kill.atMs).sort((a, b) => a - b)
+  return at.slice(1).map((ms, i) => ms - at[i]!)
+}
+
+const landed = (kills: ReadonlyArray<Kill>, signal: Kill["signal"]) => {
+  const of = kills.filter((kill) => kill.signal === signal)
+  return `${of.filter((kill) => kill.moment === "starting").length} starting, ${of.filter((kill) => kill.moment === "working").length} working`
+}
+
+/** The cadence as measured: kills per second over the kill phase, and the gaps between them. */
+const cadence = (run: Run) => {
+  const seconds = run.killPhaseMs / 1_000
+  return {
+    seconds,
+    perSecond: run.kills.length / seconds,
+    meanGapMs: run.killPhaseMs / run.kills.length,
+    gaps: spread(intervals(run.kills))
+  }
+}
+
+const figures = (name: string, run: Run) => {
   const sigterms = run.kills.filter((kill) => kill.signal === "SIGTERM")
+  const measured = cadence(run)
+  const since = (pick: (start: Start) => number | undefined) =>
+    run.starts.flatMap((start) => {
+      const at = pick(start)
+      return at === undefined ? [] : [at - start.spawnedAt]
+    })
   record({
     family: "Job queue chaos: three instances, one killed every ~0.5 s",
     scenario: name,
@@ -210,22 +339,32 @@ const figures = (name: string, run: Awaited<ReturnType<typeof chaos>>) => {
     signalToExitMs: sigterms.map((kill) => kill.elapsedMs),
     exitCodes: run.kills.map((kill) => kill.code),
     notes: [
+      `cadence, measured: ${run.kills.length} kills in ${measured.seconds.toFixed(1)} s (from the first instance able to take one to the last kill): ${
+        measured.perSecond.toFixed(2)
+      } kills/s, one every ${Math.round(measured.meanGapMs)} ms on average (target ${PERIOD}); gaps between kills ${measured.gaps} ms`,
+      `where they landed: SIGTERM ${landed(run.kills, "SIGTERM")}; SIGKILL ${landed(run.kills, "SIGKILL")} (starting: signal handling installed by Main.runMain, not yet listening; working: listening and taking jobs). An instance can be killed from the moment its signal handling is installed`,
       `${sigterms.length} SIGTERM (exit 0 with the report, ending graceful: ${
         sigterms.filter((kill) => kill.code === 0 && kill.report?.ending === "graceful").length
       }; rows not done: ${sigterms.flatMap((kill) => kill.report?.notDone ?? []).join(", ") || "none"}), ${
         run.kills.length - sigterms.length
-      } SIGKILL, over ${SECONDS} s or more (until ${MIN_KILLS} kills: a restarted instance is killed only once it listens)`,
-      `${run.enqueued} jobs enqueued while it ran; in the end ${run.final.done} done, ${run.final.lost} lost, ${run.final.committedTwice} committed twice`,
+      } SIGKILL`,
+      `${run.starts.length} starts (NODE_COMPILE_CACHE on): spawn → signal handling installed ${spread(since((start) => start.installedAt))} ms, spawn → listening ${
+        spread(since((start) => start.listeningAt))
+      } ms`,
+      `${run.enqueued} jobs enqueued while it ran, ${run.doneDuringKills} of them done by the end of the kills; in the end ${run.final.done} done, ${run.final.lost} lost, ${run.final.committedTwice} committed twice`,
       `${run.final.reclaimed} jobs claimed more than once (released at a SIGTERM, or taken again once a SIGKILLed claim's 2 s lease passed)`,
       `SIGTERM → exit during the kills: ${spread(sigterms.map((kill) => kill.elapsedMs))} ms (min / median / max; 3 instances, the server and the test on 2 cores)`,
       `the 3 instances left at the end, stopped with SIGTERM once every job was done: exit codes ${run.finalStops.map((stop) => stop.code).join(", ")}`
     ]
   })
+  // The same figures in the test's output, in the reduced suite as well.
+  console.log(`${name}: ${JSON.stringify({ ...measured, sigterm: landed(run.kills, "SIGTERM"), sigkill: landed(run.kills, "SIGKILL") })}`)
 }
 
 const serviceEnv = (database: string, host: string) => ({
   ...process.env,
   ...env,
+  NODE_COMPILE_CACHE: compileCache,
   JOBS_DB: database,
   HOST: host,
   PORT: "0",
@@ -247,7 +386,7 @@ describe("the job queue under chaos", () => {
       (index) => {
         const machine = machines[index]!
         const [command, ...args] = machine.exec
-        return spawn(command!, [...args, process.execPath, main], {
+        return spawn(command!, [...args, process.execPath, "--import", preload, main], {
           env: serviceEnv(`postgres://postgres@${machine.hostAddress}:${pg.port}/chaos`, machine.address),
           stdio: ["ignore", "pipe", "pipe"]
         })
@@ -264,7 +403,7 @@ describe("the job queue under chaos", () => {
     const path = join(dir, "jobs.db")
     const run = await chaos(
       path,
-      () => spawn(process.execPath, [main], { env: serviceEnv(path, "127.0.0.1"), stdio: ["ignore", "pipe", "pipe"] }),
+      () => spawn(process.execPath, ["--import", preload, main], { env: serviceEnv(path, "127.0.0.1"), stdio: ["ignore", "pipe", "pipe"] }),
       sqliteTally(path)
     )
     figures(`SQLite, 3 processes on one file, ${SECONDS} s of kills`, run)
