@@ -223,8 +223,8 @@ const sqliteTally = (path: string) => (enqueued: number) => {
  * Runs the chaos on `database` with instances started by `launch(index)`.
  * Every PERIOD, from the moment the first instance can take a SIGTERM, one
  * instance is killed — SIGTERM and SIGKILL in turn — picked at random among
- * those whose signal handling is installed and that are not being killed
- * already; when none is, the kill waits for the first that is, and the
+ * those that work (listen), or else among those whose signal handling is
+ * installed, and that are not being killed already; when none is, the kill waits for the first that is, and the
  * schedule goes on from there (no burst to catch up). Each killed instance
  * is started again as soon as it has exited. Jobs are enqueued every PERIOD
  * meanwhile. After `SECONDS` (and at least MIN_KILLS kills) the survivors
@@ -326,7 +326,11 @@ const chaos = async (
       await changed()
       candidates = eligible()
     }
-    const victim = candidates[Math.floor(Math.random() * candidates.length)]!
+    // A working instance first (its jobs in flight are what a kill must not lose); one still
+    // starting only when none works.
+    const working = candidates.filter((instance) => instance.start.listeningAt !== undefined)
+    const pool = working.length > 0 ? working : candidates
+    const victim = pool[Math.floor(Math.random() * pool.length)]!
     const atMs = elapsed()
     pending.push(killAndRestart(victim, turn++ % 2 === 0 ? "SIGTERM" : "SIGKILL", atMs))
     next = Math.max(next + PERIOD, atMs)
