@@ -328,7 +328,7 @@ const recordFigures = (
       notes: [
         `failed per configuration: ${
           f.variants.map((v) =>
-            `${v.name} ${v.failed.length} of ${v.requests}${
+            `${v.name} ${v.byInstance.length} of ${v.requests}${
               v.byInstance.length === 0 ? "" : ` (${counts(v.byInstance.map((s) => `${s.outcome} ${s.detail}`))})`
             }`
           ).join("; ")
