@@ -343,6 +343,14 @@ const recordFigures = (
         `${balancer.removal} ${spread(f.restarts.map((r) => r.routedOffMs))} ms after the SIGTERM; ` +
         `listener closed ${spread(closes)} ms after it (min / median / max)`,
         ...(counters.length === 0 ? [] : [`balancer counters over these restarts: ${counters.join(", ")}`]),
+        ...(failed.length === 0 ? [] : [
+          `the failed requests ended ${
+            spread(failed.map((sample) => sample.endedAt - (restartOf(restarts, sample)?.signalAt ?? NaN)))
+          } ms after their restart's SIGTERM; per restart (SIGTERM → close, failed): ${
+            f.restarts.map((r) => `${Math.round(r.closeMs)} ms, ${failed.filter((sample) => restartOf(restarts, sample) === r).length}`)
+              .join("; ")
+          }`
+        ]),
         ...(f.mode.auto === undefined
           ? [
             `auto/this, median SIGTERM → close: ${(autoMedian / median(closes)).toFixed(2)} ` +
@@ -352,7 +360,7 @@ const recordFigures = (
             `drain delay ended ${counts(evidence.map((e) => e.by === "evidence" ? "on evidence" : "at its maximum"))}, ` +
             `after ${spread(evidence.map((e) => e.millis))} ms (report)`,
             `evidence: ${counts(evidence.map((e) => shape(e.evidence)))}`,
-            `e.g. "${evidence[0]?.evidence ?? "-"}"`
+            `per restart: ${evidence.map((e) => `${e.millis} ms "${e.evidence}"`).join("; ")}`
           ]),
         ...(f === automatic ? extra : []),
         ...(f === figures[0] && warmup.some((s) => s.outcome !== "ok")
