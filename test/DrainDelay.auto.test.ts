@@ -222,4 +222,42 @@ describe("DRAIN_DELAY=auto: when the listeners close (TestClock)", () => {
       yield* after(30_000)
       assert.isUndefined((yield* Fiber.join(run)).drainDelay)
     }), { drainDelay: "2s" }))
+
+  it.effect("a prober that resets its connection as soon as it has the answer is still known by its address", () =>
+    withQuit(Effect.gen(function*() {
+      const { probe, run, server } = yield* serve
+      // HAProxy closes a check's connection with a reset once it has read the
+      // answer; from then the socket no longer knows its peer. Here the reset
+      // comes right after the answer is written, before anything else runs.
+      const emit = server.emit
+      server.emit = function(this: NodeHttp.Server, event: string | symbol, ...args: Array<unknown>): boolean {
+        const response = args[1]
+        if (event === "request" && response instanceof NodeHttp.ServerResponse) {
+          const end = response.end
+          response.end = function(this: NodeHttp.ServerResponse, ...endArgs: Parameters<typeof end>) {
+            const ended = Reflect.apply(end, this, endArgs) as NodeHttp.ServerResponse
+            this.socket?.destroy()
+            return ended
+          } as typeof end
+        }
+        return Reflect.apply(emit, this, [event, ...args]) as boolean
+      }
+      yield* probe
+      yield* after(500)
+      yield* probe
+      yield* Quit.fire("test")
+      for (const _ of [1, 2, 3]) {
+        yield* after(500)
+        assert.strictEqual((yield* probe).status, 503)
+      }
+      yield* Effect.yieldNow
+      assert.isFalse(server.listening)
+      yield* after(30_000)
+      const report = yield* Fiber.join(run)
+      assert.deepInclude(report.drainDelay, {
+        by: "evidence",
+        millis: 1500,
+        evidence: "its prober answered not ready 3 times (127.0.0.1 (every 500ms)); no request since the quit event"
+      })
+    }), { drainDelay: "auto 1s..10s" }))
 })

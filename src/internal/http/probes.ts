@@ -133,10 +133,12 @@ const handlerWith = (quit: QuitImpl, options: ProbeOptions, prometheus: typeof P
   const liveness = options.livenessPath ?? "/livez"
   const detail = options.detail === true
   const metrics = options.metrics === true ? "/metrics" : typeof options.metrics === "string" ? options.metrics : undefined
-  const reply = (request: Probe, response: Reply, reasons: Verdict) => {
+  // `prober` is read when the probe arrives: once answered, a prober may reset
+  // the connection at once (seen behind HAProxy's checks), and the socket then has no peer address.
+  const reply = (request: Probe, response: Reply, prober: string, reasons: Verdict) => {
     if (reasons.length === 0) answer(response, request.method, 200, "ready\n")
     else answer(response, request.method, 503, notReady(reasons, detail))
-    quit.routing.probe(proberOf(request), reasons.length === 0, quit.now())
+    quit.routing.probe(prober, reasons.length === 0, quit.now())
   }
   return (request, response) => {
     const url = request.url ?? "/"
@@ -144,9 +146,10 @@ const handlerWith = (quit: QuitImpl, options: ProbeOptions, prometheus: typeof P
     const path = query === -1 ? url : url.slice(0, query)
     if (path === readiness) {
       const now = known(quit)
+      const prober = proberOf(request)
       // With checks to run, the answer comes when they have.
-      if (now === undefined) quit.readiness.evaluateThen((checks) => reply(request, response, verdict(quit, checks)))
-      else reply(request, response, now)
+      if (now === undefined) quit.readiness.evaluateThen((checks) => reply(request, response, prober, verdict(quit, checks)))
+      else reply(request, response, prober, now)
       return true
     }
     if (path === liveness) {

@@ -40,6 +40,10 @@ export interface ServerStat {
   readonly status: string
   /** Sessions it has served. */
   readonly sessions: number
+  /** Times HAProxy retried a connection to it (`wretr`). */
+  readonly retries: number
+  /** Times a request meant for it went to another server (`wredis`, with `option redispatch`). */
+  readonly redispatches: number
 }
 
 /** Where clients connect: one frontend per backend. */
@@ -149,7 +153,9 @@ const parseStats = (csv: string): ReadonlyArray<ServerStat> => {
       backend: cells[at("pxname")] ?? "",
       server: cells[at("svname")] ?? "",
       status: cells[at("status")] ?? "",
-      sessions: Number(cells[at("stot")] ?? 0)
+      sessions: Number(cells[at("stot")] ?? 0),
+      retries: Number(cells[at("wretr")] || 0),
+      redispatches: Number(cells[at("wredis")] || 0)
     }))
 }
 
@@ -163,10 +169,25 @@ export const startHaproxy = async (
   check: Check,
   onExit: (stop: () => void) => void
 ): Promise<Haproxy> => {
+  const frontends = { ...(await ports()), grpcTcp: await freePort() }
+  const proxy = await launchHaproxy(dir, (socket) => configuration(socket, frontends, slots, check), onExit)
+  return { ...proxy, frontends }
+}
+
+/**
+ * Starts HAProxy in the foreground, in `dir`, with the configuration that
+ * `render` writes for an admin socket at the path it is given (it must
+ * declare it: `stats socket <path> level admin`); `onExit` registers its stop.
+ * Resolves once it answers on its admin socket.
+ */
+export const launchHaproxy = async (
+  dir: string,
+  render: (socket: string) => string,
+  onExit: (stop: () => void) => void
+): Promise<Omit<Haproxy, "frontends">> => {
   const socket = join(dir, "admin.sock")
   const file = join(dir, "haproxy.cfg")
-  const frontends = { ...(await ports()), grpcTcp: await freePort() }
-  writeFileSync(file, configuration(socket, frontends, slots, check))
+  writeFileSync(file, render(socket))
   const child: ChildProcess = spawn(haproxyBinary(), ["-db", "-f", file], { stdio: ["ignore", "pipe", "pipe"] })
   onExit(() => child.kill("SIGKILL"))
   let output = ""
@@ -181,7 +202,6 @@ export const startHaproxy = async (
     await sleep(20)
   }
   return {
-    frontends,
     stats,
     output: () => output,
     waitFor: async (server, status, timeoutMs = 10_000) => {

@@ -24,6 +24,8 @@ export interface Figures {
   readonly failures?: number | undefined
   /** From the signal to the child's exit, per trial, in milliseconds. */
   readonly signalToExitMs: ReadonlyArray<number>
+  /** From the signal to the child's listener refusing connections (seen from outside), per trial, if measured. */
+  readonly signalToCloseMs?: ReadonlyArray<number> | undefined
   /** The target to read those times against (shutdown timeout + 100 ms), if any: recorded, not asserted. */
   readonly limitMs?: number | undefined
   readonly exitCodes: ReadonlyArray<number | null>
@@ -87,7 +89,8 @@ const ORDER = [
   "Job queue killed at random moments",
   "Job queue chaos: three instances, one killed every ~0.5 s",
   "Bad input while draining",
-  "Rolling restart behind HAProxy"
+  "Rolling restart behind HAProxy",
+  "Adaptive drain delay (DRAIN_DELAY=auto) behind HAProxy and nginx"
 ]
 const rank = (family: string) => ORDER.includes(family) ? ORDER.indexOf(family) : ORDER.length
 
@@ -105,14 +108,18 @@ export const renderResults = (): string => {
   ]
   for (const family of families) {
     const scenarios = results.scenarios.filter((s) => s.family === family)
+    // The signal-to-close column only where a scenario of the family measured it.
+    const closes = scenarios.some((s) => s.signalToCloseMs !== undefined)
     lines.push(`## ${family}`, "")
-    lines.push("| scenario | trials | requests | failures | signal → exit, ms | limit, ms | exit codes |")
-    lines.push("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    lines.push(
+      `| scenario | trials | requests | failures |${closes ? " signal → close, ms |" : ""} signal → exit, ms | limit, ms | exit codes |`
+    )
+    lines.push(`| --- | ---: | ---: | ---: |${closes ? " ---: |" : ""} ---: | ---: | --- |`)
     for (const s of scenarios) {
       lines.push(
-        `| ${s.scenario} | ${s.trials} | ${s.requests ?? "-"} | ${s.failures ?? "-"} | ${spread(s.signalToExitMs)} | ${
-          s.limitMs ?? "-"
-        } | ${codes(s.exitCodes)} |`
+        `| ${s.scenario} | ${s.trials} | ${s.requests ?? "-"} | ${s.failures ?? "-"} |${
+          closes ? ` ${spread(s.signalToCloseMs ?? [])} |` : ""
+        } ${spread(s.signalToExitMs)} | ${s.limitMs ?? "-"} | ${codes(s.exitCodes)} |`
       )
     }
     lines.push("")
