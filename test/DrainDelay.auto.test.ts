@@ -9,6 +9,7 @@ import { ConfigProvider, Duration, Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import * as NodeHttp from "node:http"
 import * as Net from "node:net"
+import { Worker } from "node:worker_threads"
 import * as Http from "../src/Http.ts"
 import { Options, Quit } from "../src/index.ts"
 import { awaitPhase, get, launch, portOf, withQuit } from "./support/http.ts"
@@ -28,7 +29,11 @@ const serve = Effect.gen(function*() {
   return { server, run, probe, request }
 })
 
-const after = (millis: number) => TestClock.adjust(Duration.millis(millis))
+// The clock moves, then the event loop turns once (the rule, woken by time, reads the I/O first).
+const after = (millis: number) =>
+  TestClock.adjust(Duration.millis(millis)).pipe(
+    Effect.andThen(Effect.repeat(Effect.promise(() => new Promise((resolve) => setImmediate(resolve))), { times: 3 }))
+  )
 
 // A prober every 100 ms: twice before the quit event, 3 times after it (not ready by 300 ms).
 const probedEvery100ms = Effect.gen(function*() {
@@ -114,7 +119,7 @@ describe("DRAIN_DELAY=auto: when the listeners close (TestClock)", () => {
       yield* after(30_000)
       const report = yield* Fiber.join(run)
       assert.deepInclude(report.drainDelay, { by: "evidence", millis: 3000 })
-      assert.match(report.drainDelay?.evidence ?? "", /its prober answered not ready 3 times \(127\.0\.0\.1 \(every 500ms\)\); no request since the quit event/)
+      assert.match(report.drainDelay?.evidence ?? "", /its prober answered not ready in 3 rounds \(127\.0\.0\.1 \(every 500ms\)\); no request since the quit event/)
     }), { drainDelay: "auto 1s..10s" }))
 
   it.effect("no prober, little traffic: a quiet moment does not end it before the minimum", () =>
@@ -177,6 +182,96 @@ describe("DRAIN_DELAY=auto: when the listeners close (TestClock)", () => {
       yield* Fiber.join(run)
     }), { drainDelay: "auto 1s..10s" }))
 
+  it.effect("one balancer checking through several backends (one prober, its probes in clusters): a round counts once", () =>
+    withQuit(Effect.gen(function*() {
+      const { probe, run, server } = yield* serve
+      // Four checks a round, 10 ms apart, every 500 ms, as four HAProxy backends checking one /readyz.
+      const round = Effect.forEach([0, 1, 2, 3], (i) => Effect.andThen(i === 0 ? Effect.void : after(10), probe), { discard: true })
+      yield* round
+      yield* after(470)
+      yield* round
+      yield* Quit.fire("test")
+      for (const _ of [1, 2]) {
+        yield* after(470)
+        yield* round
+      }
+      assert.isTrue(server.listening, "8 not-ready answers, but in 2 rounds of 3: a backend with fall 3 still routes here")
+      yield* after(470)
+      yield* round
+      yield* after(500)
+      assert.isFalse(server.listening, "3 rounds and a quiet period")
+      yield* after(30_000)
+      assert.match((yield* Fiber.join(run)).drainDelay?.evidence ?? "", /^its prober answered not ready in 3 rounds/)
+    }), { drainDelay: "auto 1s..10s" }))
+
+  it.effect("a round the quit event cut in two does not count", () =>
+    withQuit(Effect.gen(function*() {
+      const { probe, run, server } = yield* serve
+      const round = (checks: number) =>
+        Effect.forEach(Array.from({ length: checks }, (_, i) => i), (i) => Effect.andThen(i === 0 ? Effect.void : after(10), probe), {
+          discard: true
+        })
+      yield* round(4)
+      yield* after(470)
+      yield* round(2)
+      yield* Quit.fire("test")
+      // The round's last two checks: their first not-ready answer; the first two have theirs in the next round.
+      yield* after(5)
+      yield* round(2)
+      for (const _ of [1, 2]) {
+        yield* after(470)
+        yield* round(4)
+      }
+      yield* after(400)
+      assert.isTrue(server.listening, "2 whole rounds after the one the quit event cut")
+      yield* after(70)
+      yield* probe
+      yield* Effect.yieldNow
+      assert.isFalse(server.listening, "the third whole round")
+      yield* after(30_000)
+      assert.match((yield* Fiber.join(run)).drainDelay?.evidence ?? "", /^its prober answered not ready in 3 rounds/)
+    }), { drainDelay: "auto 1s..10s" }))
+
+  it.live("woken by time, the rule reads what has arrived before it trusts the quiet period (an event loop starved of CPU)", () =>
+    withQuit(Effect.gen(function*() {
+      // The handler notes whether the listener was still open when the request was read.
+      const seen: Array<boolean> = []
+      const server = NodeHttp.createServer((_req, res) => {
+        seen.push(server.listening)
+        res.end("late")
+      })
+      const run = yield* launch(Http.layerNode(() => server, listenOn))
+      yield* awaitPhase("running")
+      // A client on another thread: told to go, it connects and sends its request while this
+      // loop is busy past the end of the quiet period; the kernel accepts the connection and holds
+      // the request; the loop, once free, runs the quiet period's timer before it reads them.
+      const flags = new Int32Array(new SharedArrayBuffer(8)) // [go, sent]
+      const client = new Worker(
+        `const net = require("node:net"); const { parentPort, workerData: { port, flags } } = require("node:worker_threads");
+         parentPort.postMessage("ready"); Atomics.wait(flags, 0, 0);
+         const socket = net.connect(port, "127.0.0.1", () => {
+           socket.write("GET /late HTTP/1.1\\r\\nHost: test\\r\\n\\r\\n"); Atomics.store(flags, 1, 1)
+         });
+         socket.once("data", (chunk) => { parentPort.postMessage(chunk.toString("latin1")); socket.destroy() });
+         socket.once("error", (error) => parentPort.postMessage("error " + error.code))`,
+        { eval: true, workerData: { port: portOf(server), flags } }
+      )
+      yield* Effect.promise(() => new Promise((resolve) => client.once("message", resolve)))
+      const replied = new Promise<string>((resolve) => client.once("message", resolve))
+      yield* Quit.fire("test")
+      const fired = performance.now()
+      Atomics.store(flags, 0, 1)
+      Atomics.notify(flags, 0)
+      while (Atomics.load(flags, 1) === 0 || performance.now() < fired + 700) {
+        // busy
+      }
+      assert.match(yield* Effect.promise(() => replied), /^HTTP\/1\.1 200/)
+      yield* Effect.promise(() => client.terminate())
+      assert.deepStrictEqual(seen, [true], "the request waiting unread was read before the quiet period was trusted")
+      const report = yield* Fiber.join(run)
+      assert.match(report.drainDelay?.evidence ?? "", /^no prober; no request for /)
+    }), { drainDelay: "auto 0ms..10s", drainTimeout: "1s", shutdownTimeout: "12s" }))
+
   it.effect("evidence complete before the minimum: closed at the minimum, not sooner", () =>
     withQuit(Effect.gen(function*() {
       const { run, server } = yield* probedEvery100ms
@@ -208,7 +303,7 @@ describe("DRAIN_DELAY=auto: when the listeners close (TestClock)", () => {
       assert.deepInclude(report.drainDelay, {
         by: "maximum",
         millis: 5000,
-        evidence: "still missing: 127.0.0.1 (every 1s) answered not ready 1 of 3 times"
+        evidence: "still missing: 127.0.0.1 (every 1s) answered not ready in 1 of 3 rounds"
       })
     }), { drainDelay: "auto 1s..5s" }))
 
@@ -257,7 +352,7 @@ describe("DRAIN_DELAY=auto: when the listeners close (TestClock)", () => {
       assert.deepInclude(report.drainDelay, {
         by: "evidence",
         millis: 1500,
-        evidence: "its prober answered not ready 3 times (127.0.0.1 (every 500ms)); no request since the quit event"
+        evidence: "its prober answered not ready in 3 rounds (127.0.0.1 (every 500ms)); no request since the quit event"
       })
     }), { drainDelay: "auto 1s..10s" }))
 })

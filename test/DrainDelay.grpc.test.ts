@@ -15,7 +15,11 @@ type Messages = {
   readonly Wait: { readonly request: { readonly ms: number; readonly tag: string }; readonly response: { readonly tag: string } }
 }
 
-const after = (millis: number) => TestClock.adjust(Duration.millis(millis))
+// The clock moves, then the event loop turns once (the rule, woken by time, reads the I/O first).
+const after = (millis: number) =>
+  TestClock.adjust(Duration.millis(millis)).pipe(
+    Effect.andThen(Effect.repeat(Effect.promise(() => new Promise((resolve) => setImmediate(resolve))), { times: 3 }))
+  )
 
 const serve = Effect.gen(function*() {
   const ready = yield* Deferred.make<Grpc.Handle>()

@@ -60,7 +60,7 @@ describe("the example service", () => {
     assert.strictEqual((await probe()).status, 503)
     assert.strictEqual(await listening(), "connected", "2 not-ready answers of 3: still listening")
     assert.strictEqual((await probe()).status, 503)
-    await child.waitFor(/drain delay ended after .*, on evidence: its prober answered not ready 3 times \(127\.0\.0\.1 \(every /)
+    await child.waitFor(/drain delay ended after .*, on evidence: its prober answered not ready in 3 rounds \(127\.0\.0\.1 \(every /)
     assert.strictEqual(await listening(), "ECONNREFUSED")
     const { code } = await child.exited()
     assert.strictEqual(code, 0, child.output())

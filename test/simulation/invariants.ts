@@ -411,9 +411,13 @@ const automatic = ({ end, report, run }: Seen, d: Quit.Deadlines, fail: Fail) =>
   if (stop < d.stopping && !held) fail(8, `the listeners closed at ${stop}, before the maximum ${d.stopping}, with the evidence missing`)
   // The first instant: the minimum, a probe, the end of a quiet period, a prober leaving the window.
   const candidates = new Set([min, ...run.traffic.map((x) => x.at), ...run.traffic.map((x) => x.at + routing.quiet), ...run.traffic.map((x) => x.at + WINDOW)])
+  // Woken by time, the rule lets the event loop turn before it looks: it closes at the first
+  // instant the driver held the clock still from the moment the evidence was there.
   for (const t of candidates) {
-    if (t >= min && t < stop && t <= end && evidenceAt(run, d.fired, t, false)) {
-      fail(8, `the evidence was there at ${t}, but the listeners closed only at ${stop}`)
+    if (t < min || t >= stop || t > end || !evidenceAt(run, d.fired, t, false)) continue
+    const held = run.stops.filter((s) => s >= t).reduce((a, b) => Math.min(a, b), Infinity)
+    if (held < stop) {
+      fail(8, `the evidence was there at ${t} and the clock held still at ${held}, but the listeners closed only at ${stop}`)
       break
     }
   }

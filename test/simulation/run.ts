@@ -32,6 +32,8 @@ export interface Run {
   readonly errors: ReadonlyArray<string>
   /** With an automatic drain delay: every probe made (its status), every request routed, and whether the listeners had closed. */
   readonly traffic: ReadonlyArray<Traffic>
+  /** Every instant the driver stopped the clock at (and let the event loop turn). */
+  readonly stops: ReadonlyArray<number>
 }
 
 /** One probe or request of the balancers, as the driver made it. */
@@ -107,6 +109,7 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
           })
       )
       const traffic: Array<Traffic> = []
+      const stops: Array<number> = []
       const probe = yield* Health.handler()
       const routing = program.routing
       // The instants at which the balancers probe or route a request, from `t` on.
@@ -120,6 +123,14 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
           if (at <= until) next = Math.min(next, at)
         }
         if (signalSent !== undefined) for (const r of routing.requests) if (signalSent + r >= t) next = Math.min(next, signalSent + r)
+        // The instants at which the rule wakes by time: the clock stops there while the event loop turns.
+        const fired = quitImpl.deadlines?.fired
+        if (fired !== undefined) {
+          const wakes = [fired + routing.min, ...traffic.filter((x) => x.prober === null).map((x) => x.at + routing.quiet)]
+          for (const at of wakes) if (at >= t) next = Math.min(next, at)
+          if (fired >= t) next = Math.min(next, fired + routing.quiet)
+          if (t <= fired + routing.quiet) next = Math.min(next, fired + routing.quiet)
+        }
         return next
       }
       // What is due at `t` and not made yet: requests first, then probes, in one go.
@@ -156,7 +167,10 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
             traffic.push({ at: t, prober: i, status, ...before })
           })
         })
+      // Turns of the event loop too: an automatic drain delay, woken by time, reads the I/O first.
+      const turn = Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
       const settle = Effect.gen(function*() {
+        if (routing !== null) for (let i = 0; i < 6; i++) yield* turn
         for (let i = 0; i < 5 && running.pollUnsafe() === undefined; i++) yield* Effect.yieldNow
       })
       yield* sample
@@ -172,6 +186,7 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
         if (program.signalAt !== null && signalSent === undefined) targets.push(program.signalAt)
         if (secondSent === undefined) targets.push(secondAt)
         const next = Math.max(t, Math.min(...targets))
+        stops.push(next)
         if (next > t) yield* TestClock.adjust(next - t)
         yield* settle
         yield* sample
@@ -205,7 +220,8 @@ export const simulate = (program: P.Program): Effect.Effect<Run> => {
         signalSent,
         secondSent,
         errors,
-        traffic
+        traffic,
+        stops
       }
       return run
     }).pipe(Effect.provideService(Quit.Quit, quit))

@@ -11,12 +11,22 @@
  *
  * 1. every prober — whoever probed readiness at least twice in the minute
  *    before `t`: a balancer probes on a cadence, a person's one `curl` does
- *    not count — has been answered not ready at least `notReady` times since
- *    the quit event, and
+ *    not count — has been answered not ready in at least `notReady` rounds
+ *    since the quit event, and
  * 2. no request has arrived for `quiet` (counted from the quit event);
  *
  * and at `max` whatever the evidence. With no prober, (2) alone is the
  * evidence, held back by `min`.
+ *
+ * A round: one balancer may probe through several checks from one address
+ * with one agent (HAProxy, a backend per port, each checking the same
+ * `/readyz`), seen here as one prober whose probes come in clusters. A
+ * not-ready answer counts only half its longest gap or more after the answer
+ * before it that counted — or, for the first, after its last probe before
+ * the quit event — so that a cluster counts once, and one the quit event cut
+ * in two not at all: after `notReady` rounds each of its checks has had
+ * `notReady` not-ready answers. (Checks spread evenly over their period look
+ * like one faster prober: give them user agents of their own.)
  *
  * @internal
  */
@@ -39,7 +49,7 @@ export type Mode = { readonly _tag: "Fixed" } | Auto
 /** A prober is one while it probed at least twice within this window. */
 const WINDOW_MILLIS = 60_000
 /** The probe times kept per prober. */
-const KEPT = 8
+const KEPT = 16
 /** Probers kept at most; beyond it the least recent go first. */
 const MAX_PROBERS = 256
 
@@ -47,8 +57,10 @@ interface Prober {
   readonly key: string
   /** Its last probes, oldest first. */
   readonly times: Array<number>
-  /** Not-ready answers since the quit event. */
+  /** Rounds with a not-ready answer since the quit event. */
   notReady: number
+  /** When the last counted one came, or its last probe before the quit event. */
+  countedAt: number | undefined
 }
 
 /** Why the delay is still on, and when time alone could change that. @internal */
@@ -67,6 +79,9 @@ const median = (values: ReadonlyArray<number>): number => {
 }
 
 const cadence = (prober: Prober): number => median(prober.times.slice(1).map((time, i) => time - (prober.times[i] ?? time)))
+
+const longestGap = (prober: Prober): number =>
+  prober.times.slice(1).reduce((longest, time, i) => Math.max(longest, time - (prober.times[i] ?? time)), 0)
 
 const describe = (prober: Prober): string => `${prober.key} (every ${ms(cadence(prober))})`
 
@@ -93,12 +108,22 @@ export class Routing {
     let prober = this.#probers.get(key)
     if (prober === undefined) {
       if (this.#probers.size >= MAX_PROBERS) this.#forgetOldest()
-      prober = { key, times: [], notReady: 0 }
+      prober = { key, times: [], notReady: 0, countedAt: undefined }
       this.#probers.set(key, prober)
     }
+    const previous = prober.times.at(-1)
     prober.times.push(now)
     if (prober.times.length > KEPT) prober.times.shift()
-    if (!ready && this.#fired !== undefined) prober.notReady++
+    if (this.#fired === undefined || ready) {
+      if (prober.notReady === 0) prober.countedAt = now
+    } else {
+      // The first answer after the quit event is measured from its last probe before it.
+      const since = prober.countedAt ?? previous
+      if (since === undefined || now - since >= longestGap(prober) / 2) {
+        prober.notReady++
+        prober.countedAt = now
+      }
+    }
     for (const wake of [...this.#waiters]) wake()
   }
 
@@ -127,14 +152,14 @@ export class Routing {
     const quietFrom = lastRequest + Duration.toMillis(auto.quiet)
     const min = fired + Duration.toMillis(auto.min)
     if (pending.length > 0) {
-      const missing = pending.map((prober) => `${describe(prober)} answered not ready ${prober.notReady} of ${auto.notReady} times`)
+      const missing = pending.map((prober) => `${describe(prober)} answered not ready in ${prober.notReady} of ${auto.notReady} rounds`)
       // A probe may change this; so may a pending prober's probes leaving the window.
       const leaves = Math.min(...pending.map((prober) => (prober.times.at(-2) ?? now) + WINDOW_MILLIS))
       return { _tag: "Wait", until: leaves, missing: missing.join("; ") }
     }
     const seen = probers.length === 0
       ? "no prober"
-      : `${probers.length === 1 ? "its prober" : `all ${probers.length} probers`} answered not ready ${auto.notReady} times (${
+      : `${probers.length === 1 ? "its prober" : `all ${probers.length} probers`} answered not ready in ${auto.notReady} rounds (${
         probers.map(describe).join(", ")
       })`
     const quiet = lastRequest === fired
@@ -163,6 +188,15 @@ export class Routing {
   }
 }
 
+/** One turn of the event loop through its I/O (`setImmediate` runs after the poll phase). */
+const turn: Effect.Effect<void> = Effect.callback<void>((resume) => {
+  const immediate = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(immediate))
+})
+
+// Two: a connection accepted in the first is read in the second.
+const ioTurn = Effect.andThen(turn, turn)
+
 /**
  * How the delay ends if it ends at `now`: on evidence if the rule says so,
  * else at its maximum if that has come, else because the program ended by
@@ -183,7 +217,10 @@ export const endingAt = (routing: Routing, auto: Auto, fired: number, max: numbe
  * routing here has stopped or `max` (an instant) comes; says which ended it.
  * Event-driven: it wakes at a probe, or when time alone could change the
  * verdict (the minimum, the end of a quiet period, a prober leaving the
- * window), never on a poll.
+ * window), never on a poll. Woken by time, it lets the event loop turn twice
+ * through its I/O before it looks (a connection accepted in the first is read
+ * in the second): a loop starved of CPU runs its timers first, and would see
+ * a quiet period while requests wait unread in its sockets.
  *
  * @internal
  */
@@ -199,7 +236,9 @@ export const awaitEvidence = (
     const ending = endingAt(routing, auto, fired, max, now, false)
     if (!("_tag" in ending)) return Effect.succeed(ending)
     const wake = ending._tag === "Wait" ? Math.min(ending.until, max) : max
-    return Effect.andThen(Effect.raceFirst(clock.sleepUntil(wake), routing.nextProbe), loop)
+    // (At the maximum nothing is read: it ends the delay whatever arrived.)
+    const woken = wake >= max ? clock.sleepUntil(wake) : Effect.andThen(clock.sleepUntil(wake), ioTurn)
+    return Effect.andThen(Effect.raceFirst(woken, routing.nextProbe), loop)
   })
   return loop
 }
