@@ -9,7 +9,7 @@
  *   so load balancers stop routing here while requests are still served.
  *   `DRAIN_DELAY=auto` (or `auto 1s..10s`, minimum..maximum; default
  *   1 s..10 s) ends it once the instance has evidence that routing here has
- *   stopped — every prober of readiness answered not ready 3 times, and no
+ *   stopped — every prober of readiness answered not ready in 3 rounds, and no
  *   request for 500 ms — never before the minimum, at the latest at the
  *   maximum; the budget rule counts the maximum.
  * - **drain timeout** (`DRAIN_TIMEOUT`): from the end of the drain delay to the
