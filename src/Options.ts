@@ -68,7 +68,7 @@ export type DurationInput = internal.DurationInput
 /**
  * Every setting of an automatic drain delay (`drainDelay: { auto: { … } }`):
  * `min` (default 1 s) and `max` (default 10 s, the fixed delay it replaces),
- * `notReady` (default 3: the not-ready answers each prober must have had, as
+ * `notReady` (default 3: the rounds of not-ready answers each prober must have had, as
  * a balancer's `fall` or Kubernetes' `failureThreshold`), `quiet` (default
  * 500 ms: how long no request may have arrived).
  *

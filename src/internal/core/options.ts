@@ -58,7 +58,7 @@ export interface AutoInput {
   readonly min?: DurationInput | undefined
   /** Close them then whatever the evidence (default 10 s): the fixed delay it replaces. */
   readonly max?: DurationInput | undefined
-  /** Not-ready answers each prober must have had (default 3). */
+  /** Rounds of not-ready answers each prober must have had (default 3). */
   readonly notReady?: number | undefined
   /** How long no request may have arrived (default 500 ms). */
   readonly quiet?: DurationInput | undefined
