@@ -37,7 +37,7 @@ import type { DrainDelayEnd } from "./report.ts"
 export interface Auto {
   readonly _tag: "Auto"
   readonly min: Duration.Duration
-  /** Not-ready answers each prober must have had (a balancer's `fall`, Kubernetes' `failureThreshold`). */
+  /** Rounds of not-ready answers each prober must have had (a balancer's `fall`, Kubernetes' `failureThreshold`). */
   readonly notReady: number
   /** How long no request may have arrived. */
   readonly quiet: Duration.Duration
