@@ -363,7 +363,9 @@ const layerServer = <S extends NodeServer>(evaluate: Evaluate<S>, options: Effec
     const server = evaluate(serve.setupFor(controller))
     const connections = serve.connectionsOf(quit, server, controller, own)
     const nodeOptions = where(options.name ?? "http", serve.listenOptions(options))
-    const inner = yield* NodeHttpServer.make(() => server, nodeOptions).pipe(
+    // Its own close before the requests' scope (`disablePreemptiveShutdown`)
+    // would race a timer against a listener our drain has already closed.
+    const inner = yield* NodeHttpServer.make(() => server, { ...nodeOptions, disablePreemptiveShutdown: true }).pipe(
       Effect.mapError((error) => bindError(nodeOptions, error.cause))
     )
     const served = HttpServer.make({

@@ -24,6 +24,7 @@ import { bounded } from "./internal/core/bounded.ts"
 import { loggerLayer, make } from "./internal/core/layer.ts"
 import * as engines from "./internal/core/engines.ts"
 import * as preflight from "./internal/core/preflight.ts"
+import { runThen } from "./internal/core/run.ts"
 import * as sequence from "./internal/core/sequence.ts"
 import * as signals from "./internal/core/signals.ts"
 import { Quit as QuitService, type QuitImpl } from "./internal/core/quit.ts"
@@ -177,9 +178,20 @@ export const runMain = <E>(program: Program<E>, options: RunOptions = {}): void 
   )
   // The configuration the layers declared is checked before any is built.
   const checked = Effect.andThen(preflight.check, toEffect(program))
-  const run = Effect.andThen(Effect.andThen(ready, hosts), Shutdown.run(checked)).pipe(
-    Effect.tap((report) => Report.log(report, resolved.logFormat)),
-    Effect.map((report) => report.exitCode)
+  // The report is written, then — with no telemetry to release — the process
+  // exits in that same step, before the quit event's own fibers are ended:
+  // nothing else follows the last unit (they are ended only if the exit
+  // waits for the output).
+  const run = Effect.andThen(
+    Effect.andThen(ready, hosts),
+    runThen(checked, (report) =>
+      Effect.andThen(
+        Report.log(report, resolved.logFormat),
+        Effect.sync(() => {
+          if (telemetry === undefined) exit(report.exitCode)
+          return report.exitCode
+        })
+      ))
   )
   const main = (telemetry === undefined ? run : withTelemetry(telemetry, run)).pipe(
     Effect.flatMap((code) => Effect.sync(() => exit(code))),

@@ -1,6 +1,6 @@
 /**
- * The first of two effects to end, without waiting for the other: it is
- * interrupted and left to end on its own. `Effect.raceFirst` waits for the
+ * The first of a few effects to end, without waiting for the others: they are
+ * interrupted and left to end on their own. `Effect.raceFirst` waits for the
  * loser's interruption to finish — a turn of the event loop at least, and for
  * ever if the loser is uninterruptible — which a shutdown's last steps cannot
  * afford.
@@ -9,29 +9,39 @@
  */
 import { Effect, type Exit, type Fiber } from "effect"
 
-/** @internal */
-export const first = <A, E>(left: Effect.Effect<A, E>, right: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+/**
+ * Each effect starts in a fiber of its own, in order, at once; one that ends
+ * while starting wins, and the later ones never start. All of them are waited
+ * for in one place (no fiber per pair), and the losers are interrupted the
+ * moment the winner ends.
+ *
+ * @internal
+ */
+export const first = <A, E>(...effects: readonly [Effect.Effect<A, E>, ...Array<Effect.Effect<A, E>>]): Effect.Effect<A, E> =>
   Effect.gen(function*() {
-    const l = yield* Effect.forkDetach(left, { startImmediately: true })
-    const ended = l.pollUnsafe()
-    if (ended !== undefined) return yield* ended
-    const r = yield* Effect.forkDetach(right, { startImmediately: true })
+    const fibers: Array<Fiber.Fiber<A, E>> = []
+    for (const effect of effects) {
+      const fiber = yield* Effect.forkDetach(effect, { startImmediately: true })
+      const ended = fiber.pollUnsafe()
+      if (ended !== undefined) {
+        for (const loser of fibers) loser.interruptUnsafe()
+        return yield* ended
+      }
+      fibers.push(fiber)
+    }
     return yield* Effect.callback<A, E>((resume) => {
       let settled = false
-      const settle = (loser: Fiber.Fiber<A, E>) => (exit: Exit.Exit<A, E>) => {
+      const settle = (exit: Exit.Exit<A, E>) => {
         if (settled) return
         settled = true
-        loser.interruptUnsafe()
+        for (const fiber of fibers) fiber.interruptUnsafe()
         resume(exit)
       }
-      const offLeft = l.addObserver(settle(r))
-      const offRight = r.addObserver(settle(l))
+      const offs = fibers.map((fiber) => fiber.addObserver(settle))
       return Effect.sync(() => {
         settled = true
-        offLeft()
-        offRight()
-        l.interruptUnsafe()
-        r.interruptUnsafe()
+        for (const off of offs) off()
+        for (const fiber of fibers) fiber.interruptUnsafe()
       })
     })
   })

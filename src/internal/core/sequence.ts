@@ -18,7 +18,9 @@
  *    closer runs through {@link close}, bounded by the close deadline.
  * 5. {@link finish}: the units of `Quit.track`, then the closers registered
  *    outside any scope, last first.
- * 6. {@link stopped}: phase `stopped`; the quit event's own fibers end.
+ * 6. {@link stopped}: phase `stopped`; the quit event's own fibers end —
+ *    under `Shutdown.run` (`run.ts`) once the report is made and handed to
+ *    the runner, so that `Main.runMain` writes it and exits first.
  *
  * The runner adds what only a process can do (`Main.runMain`: signals, the
  * exit code, the shutdown deadline, flushing the output).
