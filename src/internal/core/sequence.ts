@@ -140,13 +140,16 @@ const noteEndOfDelay = (quit: QuitImpl): void => {
 
 /**
  * The end of the drain delay, once: phase `stopping`, then each entry's
- * `onStopping` (a listener closes) in this same turn, then the stop functions.
+ * `onStopping` (a listener closes) in this same call, then what waits for
+ * it (`awaitStopping`), then the stop functions.
  */
 export const beginStopping = (quit: QuitImpl): void => {
   if (!quit.setPhase("stopping")) return
+  // The listeners first: what waits for the end of the drain delay resumes
+  // in `markStopping` itself, and the program's interruption with it.
+  quit.registry.call("stopping", (entry, error) => logDefect(quit, `${entry.label}: stopping failed`, error))
   noteEndOfDelay(quit)
   quit.markStopping()
-  quit.registry.call("stopping", (entry, error) => logDefect(quit, `${entry.label}: stopping failed`, error))
   startStopFuncs(quit)
 }
 
