@@ -3,8 +3,8 @@
  * consumer, 3 workers, 10 ms units) on one queue; every ~0.5 s one of them
  * gets SIGTERM or SIGKILL (each signal in turn for each process) and is
  * started again at once, while it drains — the older of the two, so each in
- * turn, once it runs (printed READY), and every sixth kill the younger one,
- * just started: a kill in its start-up. Kills go on for SECONDS and until MESSAGES have been processed;
+ * turn, once it runs (printed READY); every sixth kill, between two of those,
+ * is of the younger one, just started: a kill in its start-up. Kills go on for SECONDS and until MESSAGES have been processed;
  * then the two left finish the queue.
  *
  * A process is killed once the runner handles its signals (it has printed
@@ -50,7 +50,7 @@ import { size } from "./support/mode.ts"
 import { shutdownReport } from "./support/report.ts"
 import { record, spread } from "./support/results.ts"
 
-/** Processed while the kills go on, at least; twice as many are published. */
+/** Processed while the kills go on, at least; four times as many are published, so that the queue outlasts them. */
 const MESSAGES = size(300, 2_000)
 const SECONDS = size(6, 20)
 const MAX_CHAOS_MS = size(30_000, 90_000)
@@ -75,10 +75,14 @@ interface Life {
   readonly pid: number
   readonly slot: number
   readonly signal: "SIGTERM" | "SIGKILL"
+  /** Killed as the younger of the two, the moment it handled signals (else the older, once it ran). */
+  readonly early: boolean
   /** Where the kill landed: the layers still being built (`starting`) or the program running. */
   readonly moment: "starting" | "running"
   /** From the process's spawn to the kill. */
   readonly lifeMs: number
+  /** From its spawn to READY, if it got there. */
+  readonly readyMs: number | undefined
   /** Results the process had written when it was killed. */
   readonly processed: number
   readonly code: number | null
@@ -87,10 +91,12 @@ interface Life {
   readonly report?: { readonly ending: string; readonly exitCode: number }
 }
 
+/** One of the two consumers, as started. */
 interface Slot {
   readonly index: number
-  child: Child
-  spawnedAt: number
+  readonly child: Child
+  readonly spawnedAt: number
+  readyMs: number | undefined
 }
 
 const chaos = async (kit: Kit) => {
@@ -111,31 +117,45 @@ const chaos = async (kit: Kit) => {
     LOG_FORMAT: "json",
     NODE_COMPILE_CACHE: join(dir, "compile-cache")
   }
-  const published = 2 * MESSAGES
+  const published = 4 * MESSAGES
   const ids = Array.from({ length: published }, (_, i) => i + 1)
   await kit.publish(broker.url, queue, ids, 2_000)
   const rows = () => readResults(db)
   const processed = () => new Set(rows().map((row) => row.job)).size
-  const run = () => {
+  const launch = (index: number): Slot => {
     const child = start(program, env)
     children.push(child)
-    return child
+    const slot: Slot = { index, child, spawnedAt: performance.now(), readyMs: undefined }
+    child.process.stdout!.on("data", () => {
+      if (slot.readyMs === undefined && /READY/.test(child.output())) slot.readyMs = performance.now() - slot.spawnedAt
+    })
+    return slot
   }
-  const slots: Array<Slot> = [0, 1].map((index) => ({ index, child: run(), spawnedAt: performance.now() }))
+  const slots: Array<Slot> = [launch(0), launch(1)]
   await Promise.all(slots.map((slot) => slot.child.waitFor(/READY/, 60_000)))
   const lives: Array<Life> = []
-  const kill = async (slot: Slot, signal: Life["signal"]) => {
+  const kill = async (slot: Slot, signal: Life["signal"], early: boolean) => {
     const child = slot.child
     const moment: Life["moment"] = /READY/.test(child.output()) ? "running" : "starting"
     const pid = child.process.pid!
     const done = rows().filter((row) => row.pid === pid).length
     const sentAt = child.signal(signal)
+    const readyMs = slot.readyMs
     // Started again at once, as a supervisor replaces a stopping instance: it starts while this one drains.
-    const spawnedAt = slot.spawnedAt
-    slot.child = run()
-    slot.spawnedAt = performance.now()
+    slots[slot.index] = launch(slot.index)
     const exit = await child.exited(30_000)
-    const life = { pid, slot: slot.index, signal, moment, lifeMs: sentAt - spawnedAt, processed: done, code: exit.code, elapsedMs: exit.at - sentAt }
+    const life = {
+      pid,
+      slot: slot.index,
+      signal,
+      early,
+      moment,
+      lifeMs: sentAt - slot.spawnedAt,
+      readyMs,
+      processed: done,
+      code: exit.code,
+      elapsedMs: exit.at - sentAt
+    }
     if (signal === "SIGTERM") {
       assert.strictEqual(exit.code, 0, child.output())
       const report = shutdownReport(child.output())
@@ -149,18 +169,20 @@ const chaos = async (kit: Kit) => {
     const elapsed = performance.now() - began
     const count = processed()
     if ((elapsed >= SECONDS * 1000 && count >= MESSAGES) || count >= published || elapsed >= MAX_CHAOS_MS) break
-    // Every ~0.5 s: the older of the two — each in turn — once it runs; every sixth time the
-    // younger, just started again, as soon as the runner handles its signals: a kill in its
-    // start-up. A machine too loaded to start a process in time slows the kills down
-    // rather than turning every kill into one in start-up.
-    next += 400 + Math.random() * 200
-    await sleep(Math.max(0, next - performance.now()))
-    const [older, younger] = [...slots].sort((a, b) => a.spawnedAt - b.spawnedAt) as [Slot, Slot]
+    // Every ~0.5 s the older of the two — each in turn — once it runs. A machine too loaded to
+    // start a process in time slows the kills down rather than turning every kill into one in
+    // start-up. Every sixth kill, between two of those, is of the younger one, just started
+    // again, the moment the runner handles its signals: a kill in its start-up.
     const early = turn % 6 === 5
+    if (!early) {
+      next += 400 + Math.random() * 200
+      await sleep(Math.max(0, next - performance.now()))
+    }
+    const [older, younger] = [...slots].sort((a, b) => a.spawnedAt - b.spawnedAt) as [Slot, Slot]
     const slot = early ? younger : older
     await slot.child.waitFor(early ? /STARTING/ : /READY/, 60_000)
-    next = Math.max(next, performance.now())
-    pending.push(kill(slot, Math.floor(turn / 2) % 2 === 0 ? "SIGTERM" : "SIGKILL"))
+    if (!early) next = Math.max(next, performance.now())
+    pending.push(kill(slot, Math.floor(turn / 2) % 2 === 0 ? "SIGTERM" : "SIGKILL", early))
   }
   await Promise.all(pending)
   const chaosMs = performance.now() - began
@@ -209,8 +231,13 @@ const chaos = async (kit: Kit) => {
     signalToExitMs: sigterms.map((life) => life.elapsedMs),
     exitCodes: lives.map((life) => life.code),
     notes: [
-      `a kill every ${(chaosMs / lives.length / 1000).toFixed(2)} s on average, the two processes in turn; each process lived ${spread(lives.map((life) => life.lifeMs))} ms from its spawn to its kill (min / median / max)`,
-      `where the kills landed: during start-up (the runner handling signals, the layers being built: importing the client, connecting) ${at("starting", "SIGTERM")} SIGTERM and ${at("starting", "SIGKILL")} SIGKILL; while running ${at("running", "SIGTERM")} SIGTERM and ${at("running", "SIGKILL")} SIGKILL; results written per life before its kill ${spread(lives.map((life) => life.processed))}`,
+      `a kill every ${(chaosMs / lives.length / 1000).toFixed(2)} s on average: the older of the two every ${
+        (chaosMs / lives.filter((life) => !life.early).length / 1000).toFixed(2)
+      } s once it ran, and between those the one just started again; each process lived ${
+        spread(lives.map((life) => life.lifeMs))
+      } ms from its spawn to its kill, and was READY ${spread(lives.flatMap((life) => life.readyMs ?? []))} ms after its spawn (min / median / max)`,
+      `the consumer: ${bundled ? "examples/consumer.ts bundled by rolldown (one file, the broker's module a chunk of its own)" : "examples/consumer.ts from its sources"}, Node's compile cache on; ${WORKERS} workers, 10 ms units, drain timeout 1 s`,
+      `where the kills landed: during start-up (the runner handling signals, the layers not yet built: importing the client, connecting) ${at("starting", "SIGTERM")} SIGTERM and ${at("starting", "SIGKILL")} SIGKILL; while running ${at("running", "SIGTERM")} SIGTERM and ${at("running", "SIGKILL")} SIGKILL; results written per life before its kill ${spread(lives.map((life) => life.processed))}`,
       `every SIGTERM exit 0 with its report (${[...endings].map(([ending, n]) => `${ending} ×${n}`).join(", ")})`,
       `lost ${figures.lost}; processed twice across a SIGTERM ${figures.acrossSigterm}`,
       `processed twice after a SIGKILL: ${figures.duplicates} in all, per SIGKILL ${spread(perKill)} (min / median / max; bound: ${WORKERS} workers)`,
