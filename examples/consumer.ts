@@ -23,9 +23,6 @@
  * - BULLMQ_MAX_STALLED: BullMQ's `maxStalledCount` (default 1, BullMQ's: a
  *   job whose consumer was killed twice fails for good)
  * - LOG_UNITS=1: a log line as each unit starts (`unit <id> started`)
- *
- * It prints STARTING once `Main.runMain` handles the signals, READY once the
- * program runs.
  * - the shutdown's own: DRAIN_TIMEOUT, CLOSE_TIMEOUT, SHUTDOWN_TIMEOUT…
  *
  * Try it against a local RabbitMQ:
@@ -123,6 +120,3 @@ const Ready = Layer.effectDiscard(
 )
 
 Main.runMain(Layer.mergeAll(Consumer.pipe(Layer.provide(ResultsLive)), Ready))
-// The runner handles the signals from here on: a SIGTERM while the layers are
-// still being built releases what was acquired and exits 0 with the report.
-console.log("STARTING")

@@ -7,9 +7,10 @@
  * is of the younger one, just started: a kill in its start-up. Kills go on for SECONDS and until MESSAGES have been processed;
  * then the two left finish the queue.
  *
- * A process is killed once the runner handles its signals (it has printed
- * STARTING: `Main.runMain` has been called), never before: a SIGTERM before
- * that gets Node's default action, as a process that has acquired nothing.
+ * A process is killed once the runner handles its signals (the preload
+ * fixtures/signalsInstalled.ts says when `Main.runMain` adds its SIGTERM
+ * listener), never before: a SIGTERM before that gets Node's default action,
+ * as a process that has acquired nothing.
  * Kills that land while the layers are built (importing the client,
  * connecting) are a supported moment: exit 0 with the report.
  *
@@ -19,8 +20,8 @@
  * Node's compile cache — two restarts a second would take both cores of this
  * machine. So the consumer runs as one bundle of the same sources (rolldown,
  * the broker's module a chunk of its own, loaded as the example imports it):
- * ~0.2 s of CPU to STARTING. CHAOS_CONSUMER=source runs examples/consumer.ts
- * itself (with the compile cache) instead.
+ * ~0.15 s of CPU to `Main.runMain`, ~0.25 s to READY. CHAOS_CONSUMER=source
+ * runs examples/consumer.ts itself (with the compile cache) instead.
  *
  * The promise (docs/brokers.md):
  *
@@ -39,6 +40,7 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { build } from "rolldown"
 import { setTimeout as sleep } from "node:timers/promises"
 import { consumer } from "../e2e/brokerScenario.ts"
@@ -55,15 +57,28 @@ const MESSAGES = size(300, 2_000)
 const SECONDS = size(6, 20)
 const MAX_CHAOS_MS = size(30_000, 90_000)
 const WORKERS = 3
+/** Written by the preload fixtures/signalsInstalled.ts as `Main.runMain` installs its signal handling. */
+const INSTALLED = /chaos: SIGTERM listener installed/
+const preload = fileURLToPath(new URL("./fixtures/signalsInstalled.ts", import.meta.url))
 const bundled = process.env["CHAOS_CONSUMER"] !== "source"
 /** What runs: the example consumer, bundled (or its source). */
 let program = consumer
+/** Node's compile cache for every consumer of the file, as a service restarted by its orchestrator would keep it. */
+const compileCache = join(tempDir("chaos-compile-cache"), "cache")
 beforeAll(async () => {
-  if (!bundled) return
-  const dir = tempDir("chaos-bundle")
-  await build({ input: consumer, platform: "node", logLevel: "warn", output: { dir, format: "esm", entryFileNames: "consumer.mjs" } })
-  program = join(dir, "consumer.mjs")
-}, 60_000)
+  if (bundled) {
+    const dir = tempDir("chaos-bundle")
+    await build({ input: consumer, platform: "node", logLevel: "warn", output: { dir, format: "esm", entryFileNames: "consumer.mjs" } })
+    program = join(dir, "consumer.mjs")
+  }
+  // The cache filled before the chaos by one start that stops at its configuration (exit 1
+  // once the program is loaded, the cache written as it exits); the client's module joins it
+  // as the first consumers exit.
+  const child = start(program, { NODE_COMPILE_CACHE: compileCache, BROKER_URL: "nats://127.0.0.1:1", DRAIN_TIMEOUT: "not a duration" })
+  const exit = await child.exited(60_000)
+  assert.strictEqual(exit.code, 1, child.output())
+  assert.include(child.output(), "invalid configuration", child.output())
+}, 120_000)
 const children: Array<Child> = []
 const brokers: Array<Broker> = []
 afterAll(async () => {
@@ -115,7 +130,7 @@ const chaos = async (kit: Kit) => {
     BROKER_TIMEOUT: "2 seconds",
     BULLMQ_MAX_STALLED: "1000",
     LOG_FORMAT: "json",
-    NODE_COMPILE_CACHE: join(dir, "compile-cache")
+    NODE_COMPILE_CACHE: compileCache
   }
   const published = 4 * MESSAGES
   const ids = Array.from({ length: published }, (_, i) => i + 1)
@@ -123,7 +138,7 @@ const chaos = async (kit: Kit) => {
   const rows = () => readResults(db)
   const processed = () => new Set(rows().map((row) => row.job)).size
   const launch = (index: number): Slot => {
-    const child = start(program, env)
+    const child = start(program, env, { execArgv: ["--import", preload] })
     children.push(child)
     const slot: Slot = { index, child, spawnedAt: performance.now(), readyMs: undefined }
     child.process.stdout!.on("data", () => {
@@ -180,7 +195,7 @@ const chaos = async (kit: Kit) => {
     }
     const [older, younger] = [...slots].sort((a, b) => a.spawnedAt - b.spawnedAt) as [Slot, Slot]
     const slot = early ? younger : older
-    await slot.child.waitFor(early ? /STARTING/ : /READY/, 60_000)
+    await slot.child.waitFor(early ? INSTALLED : /READY/, 60_000)
     if (!early) next = Math.max(next, performance.now())
     pending.push(kill(slot, Math.floor(turn / 2) % 2 === 0 ? "SIGTERM" : "SIGKILL", early))
   }
