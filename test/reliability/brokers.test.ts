@@ -39,6 +39,7 @@
  * the connection drops), so that the others get it soon.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { loadavg } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { build } from "rolldown"
@@ -178,6 +179,7 @@ const chaos = async (kit: Kit) => {
     } else lives.push(life)
   }
   const began = performance.now()
+  const loadBefore = loadavg()[0]!
   const pending: Array<Promise<void>> = []
   let next = began
   for (let turn = 0;; turn++) {
@@ -201,6 +203,7 @@ const chaos = async (kit: Kit) => {
   }
   await Promise.all(pending)
   const chaosMs = performance.now() - began
+  const loadAfter = loadavg()[0]!
   const processedInChaos = processed()
   // The two left finish the queue, what the last SIGKILLs held included once the broker gives it back.
   const end = performance.now() + 90_000
@@ -256,7 +259,8 @@ const chaos = async (kit: Kit) => {
       `every SIGTERM exit 0 with its report (${[...endings].map(([ending, n]) => `${ending} ×${n}`).join(", ")})`,
       `lost ${figures.lost}; processed twice across a SIGTERM ${figures.acrossSigterm}`,
       `processed twice after a SIGKILL: ${figures.duplicates} in all, per SIGKILL ${spread(perKill)} (min / median / max; bound: ${WORKERS} workers)`,
-      `results written: ${all.length} for ${published} messages`
+      `results written: ${all.length} for ${published} messages`,
+      `the machine's load average (1 min) as the kills began and ended: ${loadBefore.toFixed(1)} and ${loadAfter.toFixed(1)} (2 cores, shared with other work)`
     ]
   }
   if (process.env["CHAOS_LOG"] !== undefined) {
