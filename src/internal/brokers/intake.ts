@@ -61,6 +61,9 @@ const registerSeries = (worker: string, counts: Record<Settlement, number>, cont
   }
 }
 
+// A waiting worker's resume. It is resumed with `take` itself, evaluated in the
+// worker: the delivery stays in the buffer until a worker takes it, so a
+// resume that comes to nothing (its worker interrupted) drops nothing.
 type Taker<M> = (effect: Effect.Effect<Delivery<M>, BrokerError>) => void
 
 /** @internal */
@@ -115,13 +118,25 @@ export class Intake<M> {
       this.#settle(delivery, "handBack")
       return
     }
-    const taker = this.#takers.shift()
-    if (taker === undefined) {
-      this.#buffer.push(delivery)
-      return
+    this.#buffer.push(delivery)
+    if (this.#takers.length > 0 && !this.#waking) {
+      this.#waking = true
+      queueMicrotask(this.#wake)
     }
-    delivery.state = "taken"
-    taker(Effect.succeed(delivery))
+  }
+
+  // Waiting workers are woken once the broker's callback is done (a socket
+  // read brings several deliveries), one after the other while deliveries
+  // are left: a worker whose unit does not wait takes the next delivery
+  // itself, so a burst costs one wait and one resume, not one per message.
+  #waking = false
+  readonly #wake = (): void => {
+    this.#waking = false
+    while (this.#head < this.#buffer.length) {
+      const taker = this.#takers.shift()
+      if (taker === undefined) return
+      taker(this.take)
+    }
   }
 
   /** The connection or the consumer is gone: workers waiting and to come fail with `error`. */
@@ -143,13 +158,12 @@ export class Intake<M> {
     return delivery
   }
 
+  // No canceller: a waiting worker is interrupted only by the pool's halt,
+  // which halts the intake at once (its takers are dropped, and a delivery
+  // after it goes straight back); and a resume that comes too late takes
+  // nothing (see Taker). So a wait allocates nothing but Effect's own.
   readonly #wait: Effect.Effect<Delivery<M>, BrokerError> = Effect.callback<Delivery<M>, BrokerError>((resume) => {
-    const taker: Taker<M> = resume
-    this.#takers.push(taker)
-    return Effect.sync(() => {
-      const at = this.#takers.indexOf(taker)
-      if (at >= 0) this.#takers.splice(at, 1)
-    })
+    this.#takers.push(resume)
   })
 
   /** A worker's wait for its next delivery. */
@@ -167,6 +181,7 @@ export class Intake<M> {
   readonly halt = (): void => {
     if (this.#halted) return
     this.#halted = true
+    this.#takers.length = 0
     // Stop first: the broker must not give the handed-back messages to this consumer again.
     this.#stopped = this.#attempt("stop fetching", () => this.#adapter.stopFetching()) ?? Promise.resolve()
     while (this.#head < this.#buffer.length) {
@@ -189,23 +204,29 @@ export class Intake<M> {
    * otherwise interrupted) hands its message back. A failure is left to the
    * worker's policy (a retry runs this again; giving up calls {@link reject}).
    */
-  unit<E, R>(handler: (message: M) => Effect.Effect<unknown, E, R>): (delivery: Delivery<M>) => Effect.Effect<void, E, R> {
-    return (delivery) =>
-      Effect.suspend(() => {
-        // Handed back at close (the pool had stopped): nothing to run.
-        if (delivery.state === "settled") return Effect.void
-        delivery.state = "running"
-        return Effect.asVoid(handler(delivery.message))
-      }).pipe(
-        Effect.onExit((exit) => {
-          if (Exit.isSuccess(exit)) return this.#settle(delivery, "ack")
-          if (Cause.hasInterruptsOnly(exit.cause)) {
-            if (delivery.state !== "settled") this.handedBack.cut++
-            return this.#settle(delivery, "handBack")
-          }
-          return Effect.void
-        })
-      )
+  //
+  // The pool calls it as the unit begins, in the worker (a `Worker` source's
+  // `process`): the state moves here, with no Effect of its own around it.
+  unit<E, R>(handler: (message: M) => Effect.Effect<unknown, E, R>): (delivery: Delivery<M>) => Effect.Effect<unknown, E, R> {
+    return (delivery) => {
+      // Handed back at close (the pool had stopped): nothing to run.
+      if (delivery.state === "settled") return Effect.void
+      delivery.state = "running"
+      let effect: Effect.Effect<unknown, E, R>
+      try {
+        effect = handler(delivery.message)
+      } catch (error) {
+        effect = Effect.die(error)
+      }
+      return Effect.onExit(effect, (exit) => {
+        if (Exit.isSuccess(exit)) return this.#settle(delivery, "ack")
+        if (Cause.hasInterruptsOnly(exit.cause)) {
+          if (delivery.state !== "settled") this.handedBack.cut++
+          return this.#settle(delivery, "handBack")
+        }
+        return Effect.void
+      })
+    }
   }
 
   /** The worker's policy gave up on a delivery: the broker's own way to dead-letter it. */
@@ -251,37 +272,48 @@ export class Intake<M> {
     this.#unsettled.delete(delivery)
     this.#settled[how]++
     const adapter = this.#adapter
-    const sent = this.#attempt(how, () =>
-      how === "ack" ? adapter.ack(delivery.message) : how === "handBack" ? adapter.handBack(delivery.message) : adapter.reject(delivery.message, error)
-    )
+    const message = delivery.message
+    // The hot path — an ack — calls the adapter straight: no closure per message.
+    let result: Promise<void> | void = undefined
+    try {
+      result = how === "ack" ? adapter.ack(message) : how === "handBack" ? adapter.handBack(message) : adapter.reject(message, error)
+    } catch (cause) {
+      this.#failed(how, cause)
+    }
     adapter.onSettled?.()
-    return sent === undefined ? Effect.void : Effect.promise(() => sent)
+    if (result === undefined) return Effect.void
+    const sent = this.#track(how, result)
+    return Effect.promise(() => sent)
   }
 
   // Runs a broker call; one that returns a Promise is tracked until it
   // settles (a synchronous one — amqplib's ack, a NATS publish — costs
   // nothing more). A failure is logged, never thrown.
   #attempt(operation: string, call: () => Promise<void> | void): Promise<void> | undefined {
-    const failed = (cause: unknown) => {
-      const error = new BrokerError({ broker: this.#adapter.broker, operation, cause })
-      this.#runFork(Effect.logWarning(`${this.name}: ${error.message}`))
-    }
     let result: Promise<void> | void
     try {
       result = call()
     } catch (cause) {
-      failed(cause)
+      this.#failed(operation, cause)
       return undefined
     }
-    if (result === undefined) return undefined
+    return result === undefined ? undefined : this.#track(operation, result)
+  }
+
+  #track(operation: string, result: Promise<void>): Promise<void> {
     const tracked: Promise<void> = result.then(
       () => void this.#pending.delete(tracked),
       (cause: unknown) => {
         this.#pending.delete(tracked)
-        failed(cause)
+        this.#failed(operation, cause)
       }
     )
     this.#pending.add(tracked)
     return tracked
+  }
+
+  #failed(operation: string, cause: unknown): void {
+    const error = new BrokerError({ broker: this.#adapter.broker, operation, cause })
+    this.#runFork(Effect.logWarning(`${this.name}: ${error.message}`))
   }
 }

@@ -86,8 +86,8 @@ class Runner<A, E, R> {
   }
 
   // Built once per worker. The hot path — take, unit, next — is a handful of
-  // primitives per item and allocates no closure: the take and the unit are
-  // the two interruptible regions, each matched on its cause.
+  // primitives per item and allocates no closure of its own: the take and the
+  // unit are the two interruptible regions, each matched on its cause.
   //
   // Once the pool has halted, a worker whose unit ends takes the next ready
   // item (if the source has `ready`) before it leaves the unit: the count of
@@ -133,11 +133,17 @@ class Runner<A, E, R> {
         }
         return go === "next" ? next(true) : go === "closing" ? drainReady : Effect.void
       })
-    const runUnit = (item: A): Effect.Effect<void, never, R> =>
-      Effect.matchCauseEffect(Effect.interruptible(this.#process(item)), {
-        onSuccess: unitDone,
-        onFailure: (cause) => unitFailed(item, cause)
-      })
+    // The unit, built once per worker: the item in hand is `current`, set as
+    // the unit begins and read only by that unit.
+    let current: A
+    const unit: Effect.Effect<void, never, R> = Effect.matchCauseEffect(
+      Effect.interruptible(Effect.suspend(() => this.#process(current))),
+      { onSuccess: unitDone, onFailure: (cause) => unitFailed(current, cause) }
+    )
+    const runUnit = (item: A): Effect.Effect<void, never, R> => {
+      current = item
+      return unit
+    }
     const onItem = (item: A): Effect.Effect<void, never, R> => {
       slot.waiting = false
       pool.enterUnit(slot)
