@@ -35,6 +35,7 @@ import { setTimeout as sleep } from "node:timers/promises"
 import { type Sample, startLoad } from "../../../examples/demo/load.ts"
 import { freePort, launchHaproxy, makeSlots, type ServerStat, type Slot } from "../support/haproxy.ts"
 import { lab, type Service } from "../support/lab.ts"
+import { connect } from "../../support/http.ts"
 import { startNginx } from "../support/nginx.ts"
 import { logLines, shutdownReport } from "../support/report.ts"
 import { record, spread } from "../support/results.ts"
@@ -144,14 +145,7 @@ const closedAt = async (port: number): Promise<number> => {
   }
 }
 
-const accepts = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = Net.connect(port, "127.0.0.1", () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.on("error", () => resolve(false))
-  })
+const accepts = (port: number): Promise<boolean> => connect(port).then((result) => result === "connected")
 
 /** What the summary line of the report says of the drain delay, if it was automatic. */
 const drainDelayOf = (output: string): DrainDelay | undefined => {
