@@ -8,6 +8,7 @@
  */
 import { Effect } from "effect"
 import type * as internal from "./internal/core/report.ts"
+import { describeEnd } from "./internal/core/routing.ts"
 
 /**
  * How a resource ended.
@@ -101,9 +102,7 @@ export const format = (report: Report): string => {
   const delay = report.drainDelay
   const title = `shutdown report: ${report.reason ?? "no quit event"}, ${report.ending}, exit ${report.exitCode}, ` +
     `${report.totalMillis} ms` +
-    (delay === undefined ? "" : `; drain delay ${delay.millis} ms, ended ${
-      delay.by === "evidence" ? "on evidence" : delay.by === "maximum" ? "at its maximum" : "as the program ended"
-    }: ${delay.evidence}`)
+    (delay === undefined ? "" : `; drain delay ${delay.millis} ms, ended ${describeEnd(delay)}: ${delay.evidence}`)
   return report.rows.length === 0 ? title : [title, line(header), ...body.map(line)].join("\n")
 }
 

@@ -212,9 +212,14 @@ export const endingAt = (routing: Routing, auto: Auto, fired: number, max: numbe
   return verdict
 }
 
+/** How the delay ended, in words: `on evidence`, `at its maximum`, `as the program ended`. @internal */
+export const describeEnd = (ended: Ended): string =>
+  ended.by === "evidence" ? "on evidence" : ended.by === "maximum" ? "at its maximum" : "as the program ended"
+
 /**
  * Waits, from the quit event at `fired`, until the rule of `auto` says the
- * routing here has stopped or `max` (an instant) comes; says which ended it.
+ * routing here has stopped or `max` (an instant) comes (what ended it is
+ * noted by whoever ends the delay: `sequence.beginStopping`).
  * Event-driven: it wakes at a probe, or when time alone could change the
  * verdict (the minimum, the end of a quiet period, a prober leaving the
  * window), never on a poll. Woken by time, it lets the event loop turn twice
@@ -230,11 +235,11 @@ export const awaitEvidence = (
   fired: number,
   max: number,
   clock: { readonly now: () => number; readonly sleepUntil: (at: number) => Effect.Effect<void> }
-): Effect.Effect<Ended> => {
-  const loop: Effect.Effect<Ended> = Effect.suspend(() => {
+): Effect.Effect<void> => {
+  const loop: Effect.Effect<void> = Effect.suspend(() => {
     const now = clock.now()
     const ending = endingAt(routing, auto, fired, max, now, false)
-    if (!("_tag" in ending)) return Effect.succeed(ending)
+    if (!("_tag" in ending)) return Effect.void
     const wake = ending._tag === "Wait" ? Math.min(ending.until, max) : max
     // (At the maximum nothing is read: it ends the delay whatever arrived.)
     const woken = wake >= max ? clock.sleepUntil(wake) : Effect.andThen(clock.sleepUntil(wake), ioTurn)

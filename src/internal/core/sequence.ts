@@ -120,22 +120,29 @@ const keep = (quit: QuitImpl, deadlines: deadlines_.Deadlines): Effect.Effect<vo
  * `stopping` deadline) — logged with what ended it.
  */
 const endOfDelay = (quit: QuitImpl, deadlines: deadlines_.Deadlines): Effect.Effect<void> => {
+  const auto = autoDelay(quit, deadlines)
+  if (auto === undefined) return quit.sleepUntil(deadlines.stopping)
+  return routing_.awaitEvidence(quit.routing, auto, deadlines.fired, deadlines.stopping, quit.clock)
+}
+
+// The automatic drain delay of this quit event, if it has one (none when it fired while starting).
+const autoDelay = (quit: QuitImpl, deadlines: deadlines_.Deadlines): routing_.Auto | undefined => {
   const mode = quit.options.drainDelayMode
-  if (mode._tag === "Fixed" || deadlines.stopping <= deadlines.fired) return quit.sleepUntil(deadlines.stopping)
-  return Effect.asVoid(routing_.awaitEvidence(quit.routing, mode, deadlines.fired, deadlines.stopping, quit.clock))
+  return mode._tag === "Auto" && deadlines.stopping > deadlines.fired ? mode : undefined
 }
 
 // With an automatic drain delay, what ended it: recorded and logged once,
 // whoever ends it (the evidence, the maximum, or the program ending by itself).
 const noteEndOfDelay = (quit: QuitImpl): void => {
-  const mode = quit.options.drainDelayMode
   const deadlines = quit.deadlines
-  if (mode._tag === "Fixed" || deadlines === undefined || deadlines.stopping <= deadlines.fired) return
-  const ending = routing_.endingAt(quit.routing, mode, deadlines.fired, deadlines.stopping, quit.now(), true)
+  const auto = deadlines === undefined ? undefined : autoDelay(quit, deadlines)
+  if (deadlines === undefined || auto === undefined) return
+  const ending = routing_.endingAt(quit.routing, auto, deadlines.fired, deadlines.stopping, quit.now(), true)
   if ("_tag" in ending) return
   quit.routing.end(ending)
-  const how = ending.by === "evidence" ? "on evidence" : ending.by === "maximum" ? "at its maximum" : "as the program ended"
-  quit.fork(Effect.logInfo(`drain delay ended after ${Duration.format(Duration.millis(ending.millis))}, ${how}: ${ending.evidence}`))
+  quit.fork(Effect.logInfo(
+    `drain delay ended after ${Duration.format(Duration.millis(ending.millis))}, ${routing_.describeEnd(ending)}: ${ending.evidence}`
+  ))
 }
 
 /**

@@ -58,21 +58,25 @@ export const validTable = (table: string): boolean => /^[A-Za-z_][A-Za-z0-9_]{0,
 const settle = "owner = NULL, lease_until = NULL"
 const states = "state IN ('pending', 'claimed', 'done', 'failed')"
 
+// The table and its two partial indexes, the same on both dialects but for the
+// id column and the type of the instants (epoch milliseconds).
+const schema = (t: string, id: string, instant: string): ReadonlyArray<string> => [
+  `CREATE TABLE IF NOT EXISTS ${t} (
+    id ${id},
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (${states}),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT, claim TEXT, claimed_at ${instant}, lease_until ${instant},
+    enqueued_at ${instant} NOT NULL, done_at ${instant}, error TEXT)`,
+  `CREATE INDEX IF NOT EXISTS ${t}_pending ON ${t} (id) WHERE state = 'pending'`,
+  `CREATE INDEX IF NOT EXISTS ${t}_claimed ON ${t} (lease_until) WHERE state = 'claimed'`
+]
+
 /** @internal */
 export const sqlite = (t: string): Statements => ({
   dialect: "sqlite",
   channel: "",
-  schema: [
-    `CREATE TABLE IF NOT EXISTS ${t} (
-      id INTEGER PRIMARY KEY AUTOINCREMENT,
-      payload TEXT NOT NULL,
-      state TEXT NOT NULL DEFAULT 'pending' CHECK (${states}),
-      attempts INTEGER NOT NULL DEFAULT 0,
-      owner TEXT, claim TEXT, claimed_at INTEGER, lease_until INTEGER,
-      enqueued_at INTEGER NOT NULL, done_at INTEGER, error TEXT)`,
-    `CREATE INDEX IF NOT EXISTS ${t}_pending ON ${t} (id) WHERE state = 'pending'`,
-    `CREATE INDEX IF NOT EXISTS ${t}_claimed ON ${t} (lease_until) WHERE state = 'claimed'`
-  ],
+  schema: schema(t, "INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
   enqueue: (payloads, now) => {
     // SQLite allows 32,766 parameters in one statement.
     const queries: Array<Query> = []
@@ -138,17 +142,7 @@ const NOW = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 export const pg = (t: string): Statements => ({
   dialect: "pg",
   channel: `effect_graceful_${t}`,
-  schema: [
-    `CREATE TABLE IF NOT EXISTS ${t} (
-      id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      payload TEXT NOT NULL,
-      state TEXT NOT NULL DEFAULT 'pending' CHECK (${states}),
-      attempts INTEGER NOT NULL DEFAULT 0,
-      owner TEXT, claim TEXT, claimed_at BIGINT, lease_until BIGINT,
-      enqueued_at BIGINT NOT NULL, done_at BIGINT, error TEXT)`,
-    `CREATE INDEX IF NOT EXISTS ${t}_pending ON ${t} (id) WHERE state = 'pending'`,
-    `CREATE INDEX IF NOT EXISTS ${t}_claimed ON ${t} (lease_until) WHERE state = 'claimed'`
-  ],
+  schema: schema(t, "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BIGINT"),
   // One JSON array parameter, any number of rows, and one notification: it goes out at commit, to every listening machine.
   enqueue: (payloads) => [[
     `WITH added AS (
